@@ -1,0 +1,38 @@
+"""Build specs from the text values of a protocol configuration (units parsed here)."""
+from __future__ import annotations
+
+from brian2 import Hz, ms, mV
+
+from models.lateral import LateralSpec
+from models.network import NetworkSpec
+from models.neurons import lif
+from models.quantities import parse_quantity
+
+
+def network_spec(section: dict, input_size: int, output_size: int) -> NetworkSpec:
+    """A `NetworkSpec` from the ``[network]`` section of a protocol configuration."""
+    neuron = lif(tau_m=section["tau_m"], v_threshold=section["v_threshold"])
+    return NetworkSpec(
+        input_size=input_size,
+        hidden_sizes=tuple(section["hidden"]),
+        output_size=output_size,
+        neuron=neuron,
+        dt=parse_quantity(section["dt"], ms, name="network.dt", positive=True),
+        presentation=parse_quantity(section["presentation"], ms, name="network.presentation", positive=True),
+        input_max_rate=parse_quantity(section["input_max_rate"], Hz, name="network.input_max_rate", positive=True),
+        batch_size=section["batch_size"],
+        init_gain=float(section["init_gain"]),
+    )
+
+
+def lateral_spec(section: dict) -> LateralSpec:
+    """A `LateralSpec` from the ``[lateral]`` section of a protocol configuration."""
+    return LateralSpec(
+        first_task=tuple(section["first_task"]),
+        per_task=tuple(section["per_task"]),
+        hebbian_rate=parse_quantity(section["hebbian_rate"], Hz, name="lateral.hebbian_rate", positive=True),
+        copies=section["copies"],
+        dt=parse_quantity(section["dt"], ms, name="lateral.dt", positive=True),
+        window=parse_quantity(section["window"], ms, name="lateral.window", positive=True),
+        neuron=section["neuron"],
+    )

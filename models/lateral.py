@@ -1,0 +1,79 @@
+"""The lateral HLOP circuit as a spec: subspace neurons per task, plasticity, clocks."""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+from brian2 import Quantity
+
+NEURON_KINDS = ("graded",)
+
+
+@dataclass(frozen=True)
+class LateralSpec:
+    """One lateral circuit per projected weight layer.
+
+    Subspace neurons ``y`` receive the layer's presynaptic activity ``x`` through synapses ``H``
+    (``y = H x``) and feed back ``-Hᵀ y`` onto the ``x`` units, which leaves the residual
+    ``r = x - Hᵀ y``. The synapses follow Oja's subspace rule ``dH_ij/dt = η · y_i · r_j``.
+
+    Parameters
+    ----------
+    first_task : tuple of int
+        Subspace neurons added at task 0, one entry per weight layer (input layer first).
+    per_task : tuple of int
+        Subspace neurons added at each later task, per weight layer.
+    hebbian_rate : Quantity
+        ``η`` in ``dH/dt = η y r`` (1/second), per simulated copy of the circuit.
+    copies : int
+        In how many of the parallel network copies the circuit is simulated (≤ batch size); the
+        copies share ``H``: their plastic changes are summed at the end of every batch.
+    dt : Quantity
+        Clock of the lateral synapses (second).
+    window : Quantity
+        Plasticity acts only during the last ``window`` of each presentation, once the
+        presynaptic activity has been integrated (see method.md §3 on the settling trap).
+    neuron : str
+        Subspace neuron model: ``"graded"`` (rate units, ``y`` follows ``Hx`` instantly).
+    """
+
+    first_task: tuple[int, ...]
+    per_task: tuple[int, ...]
+    hebbian_rate: Quantity
+    dt: Quantity
+    window: Quantity
+    copies: int = 32
+    neuron: str = "graded"
+
+    def __post_init__(self):
+        if len(self.first_task) != len(self.per_task):
+            raise ValueError(f"lateral.first_task {self.first_task} and lateral.per_task {self.per_task} "
+                             "must name the same number of layers")
+        for value in (*self.first_task, *self.per_task):
+            if not (isinstance(value, int) and value >= 0):
+                raise ValueError(f"lateral neuron count {value!r} must be a non-negative integer")
+        if not (isinstance(self.copies, int) and self.copies > 0):
+            raise ValueError(f"lateral.copies = {self.copies!r} must be a positive integer")
+        for name in ("hebbian_rate", "dt", "window"):
+            if not float(getattr(self, name)) > 0:
+                raise ValueError(f"lateral.{name} = {getattr(self, name)} must be positive")
+        if self.neuron not in NEURON_KINDS:
+            raise ValueError(f"lateral.neuron = {self.neuron!r} is unknown; expected one of {NEURON_KINDS}")
+
+    def neurons_per_task(self, layer: int, n_tasks: int, width: int, layer_name: str = "") -> list[int]:
+        """Subspace neurons added at each task for one layer, capped at the layer's input width.
+
+        A circuit with as many neurons as inputs would project out everything and leave the layer
+        no plasticity (method.md §4), so the total is capped at ``width`` with a warning.
+        """
+        sizes = [self.first_task[layer]] + [self.per_task[layer]] * (n_tasks - 1)
+        capped, total = [], 0
+        for size in sizes:
+            add = max(0, min(size, width - total))
+            capped.append(add)
+            total += add
+        if sum(sizes) > width:
+            warnings.warn(f"lateral circuit of layer {layer_name or layer}: {sum(sizes)} subspace neurons "
+                          f"requested over {n_tasks} tasks but the layer has {width} inputs; capped at "
+                          f"{width} (added per task: {capped})", stacklevel=2)
+        return capped

@@ -1,0 +1,135 @@
+"""Command line: ``hlopsim run PROTOCOL [--method M[,M…]] [--tasks N] [--epochs E] [--seed S] [--out PATH]
+[--set section.key=value …] [--overwrite] [--quiet]``.
+
+Bad input (unknown protocol, method or key; non-positive sizes, rates or durations; a missing output
+folder; an existing output file without ``--overwrite``) ends with one line on stderr naming the
+value and what is expected, and exit code 2. Nothing already written is touched.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from protocols.config import PROTOCOLS, ConfigError, apply_overrides, load_protocol
+from protocols.methods import METHODS
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hlopsim", description="Continual learning in spiking networks with HLOP.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a continual-learning protocol")
+    run.add_argument("protocol", help=f"one of: {', '.join(PROTOCOLS)}")
+    run.add_argument("--method", default="hlop",
+                     help=f"method or comma-separated methods among {', '.join(METHODS)} (default hlop)")
+    run.add_argument("--tasks", type=int, help="number of tasks (protocol.tasks)")
+    run.add_argument("--epochs", type=int, help="epochs per task (protocol.epochs)")
+    run.add_argument("--seed", type=int, help="random seed (protocol.seed)")
+    run.add_argument("--out", type=Path, help="run file (one method) or existing folder (several methods); "
+                                               "default: <protocol>-<method>.h5 in the current folder")
+    run.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                     help="override a protocol setting, e.g. --set network.hidden=[256]")
+    run.add_argument("--overwrite", action="store_true", help="replace existing run files")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def _output_paths(args, methods: list[str]) -> dict[str, Path]:
+    if args.out is None:
+        paths = {m: Path(f"{args.protocol}-{m}.h5") for m in methods}
+    elif len(methods) > 1 or args.out.is_dir():
+        if not args.out.is_dir():
+            raise ConfigError(f"--out {str(args.out)!r}: with several methods --out must be an existing folder")
+        paths = {m: args.out / f"{m}.h5" for m in methods}
+    else:
+        paths = {methods[0]: args.out}
+    for path in paths.values():
+        if not path.parent.resolve().is_dir():
+            raise ConfigError(f"--out {str(path)!r}: folder {str(path.parent)!r} does not exist")
+        if path.exists() and not args.overwrite:
+            raise ConfigError(f"--out {str(path)!r} exists; pass --overwrite to replace it")
+    return paths
+
+
+def _format_matrix(R) -> str:
+    n = R.shape[0]
+    lines = ["after task | " + " ".join(f"task {j:<3d}" for j in range(n))]
+    for i in range(n):
+        lines.append(f"{i:10d} | " + " ".join(f"{R[i, j]:8.1f}" for j in range(n)))
+    return "\n".join(lines)
+
+
+def _format_table(results) -> str:
+    head = f"{'method':10s} {'ACC':>7s} {'BWT':>7s} {'forget':>7s} {'wall s':>8s} {'train samples/s':>16s}"
+    rows = [head, "-" * len(head)]
+    for r in results:
+        s = r.summary
+        rows.append(f"{r.method:10s} {s['ACC']:7.1f} {s['BWT']:7.1f} {s['forgetting']:7.1f} "
+                    f"{r.total_seconds:8.1f} {r.samples_per_second:16.0f}")
+    return "\n".join(rows)
+
+
+def _run(args) -> int:
+    config = load_protocol(args.protocol)
+    overrides = list(args.set)
+    for flag, key in ((args.tasks, "protocol.tasks"), (args.epochs, "protocol.epochs"), (args.seed, "protocol.seed")):
+        if flag is not None:
+            overrides.append(f"{key}={flag}")
+    config = apply_overrides(config, overrides)
+    methods = [m.strip() for m in args.method.split(",") if m.strip()]
+    for m in methods:
+        if m not in METHODS:
+            raise ConfigError(f"--method {m!r} is unknown; expected one of {', '.join(METHODS)}")
+    if not methods:
+        raise ConfigError(f"--method {args.method!r} names no method; expected one of {', '.join(METHODS)}")
+    if config["protocol"]["seed"] < 0:
+        raise ConfigError(f"protocol.seed = {config['protocol']['seed']} must be non-negative")
+    paths = _output_paths(args, methods)
+    _check_specs(config)
+
+    from protocols.continual import run_continual
+    results = []
+    for method in methods:
+        result = run_continual(config, method, paths[method], overwrite=args.overwrite, progress=not args.quiet)
+        results.append(result)
+        print(f"\n{method}: accuracy matrix R[i, j] (% correct on task j after training task i) -> {paths[method]}")
+        print(_format_matrix(result.accuracy))
+    print()
+    print(_format_table(results))
+    return 0
+
+
+def _check_specs(config: dict) -> None:
+    """Build the specs once before any simulation, so that bad values fail fast and cleanly."""
+    from models.from_config import lateral_spec, network_spec
+    for key in ("tasks", "epochs"):
+        if config["protocol"][key] < 1:
+            raise ConfigError(f"protocol.{key} = {config['protocol'][key]} must be at least 1")
+    for key in ("lr", "logit_scale"):
+        if not config["learning"][key] > 0:
+            raise ConfigError(f"learning.{key} = {config['learning'][key]} must be positive")
+    if config["sim"]["target"] not in ("numpy", "cython"):
+        raise ConfigError(f"sim.target = {config['sim']['target']!r} is unknown; expected 'numpy' or 'cython'")
+    spec = network_spec(config["network"], 1, 1)
+    lateral = lateral_spec(config["lateral"])
+    if lateral.copies > spec.batch_size:
+        raise ConfigError(f"lateral.copies = {lateral.copies} must not exceed network.batch_size = {spec.batch_size}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``hlopsim`` console script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args)
+    except (ConfigError, ValueError, FileExistsError, FileNotFoundError) as err:
+        print(f"hlopsim: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hlopsim: interrupted; the run file keeps what was written so far", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""The continual-learning protocol: train task t, evaluate every task, fill ``R[t, :]``, record.
+
+One screen of logic a scientist can read: build the tasks and the network from the configuration,
+then ``for task: for epoch: train; evaluate all tasks; write to the run file``.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from data import load_digits, permuted_tasks, poisson_encode
+from data.encoders import SpikeTrains
+from protocols.config import to_text
+from protocols.methods import make_method
+from protocols.metrics import summarize
+
+
+@dataclass
+class RunResult:
+    """What a protocol run measured."""
+
+    method: str
+    accuracy: np.ndarray                 # R[i, j], percent
+    train_seconds: float                 # wall time spent in training runs
+    train_samples: int                   # training presentations
+    total_seconds: float
+    path: Path | None = None
+    losses: list[float] = field(default_factory=list)
+
+    @property
+    def summary(self) -> dict:
+        return summarize(self.accuracy)
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.train_samples / self.train_seconds if self.train_seconds > 0 else float("nan")
+
+
+def _software_versions() -> dict:
+    import brian2, h5py, numba, scipy
+    return {"python": platform.python_version(), "numpy": np.__version__, "brian2": brian2.__version__,
+            "numba": numba.__version__, "h5py": h5py.__version__, "scipy": scipy.__version__}
+
+
+def concat_spikes(trains: list[SpikeTrains]) -> SpikeTrains:
+    """Spike trains of several sample sets, one after the other."""
+    offsets = np.cumsum([0] + [t.n_samples for t in trains])
+    return SpikeTrains(sample=np.concatenate([t.sample + o for t, o in zip(trains, offsets)]),
+                       step=np.concatenate([t.step for t in trains]),
+                       neuron=np.concatenate([t.neuron for t in trains]),
+                       n_samples=int(offsets[-1]), n_neurons=trains[0].n_neurons, n_steps=trains[0].n_steps)
+
+
+def run_continual(config: dict, method_name: str, out: Path | None, *, overwrite: bool = False,
+                  progress: bool = True) -> RunResult:
+    """Run the permuted-digits protocol with one method; write a run file if ``out`` is given.
+
+    Parameters
+    ----------
+    config : dict
+        Resolved protocol configuration (see `protocols.config`).
+    method_name : str
+        ``"finetune"`` or ``"hlop"``.
+    out : Path or None
+        Run file to write (HDF5), or None for none.
+    overwrite : bool
+        Replace an existing run file.
+    progress : bool
+        Show tqdm progress bars.
+    """
+    # Imports that pull in Brian2 stay here so that `hlopsim --help` and config errors are instant.
+    from brian2 import Hz, second
+    from models.from_config import lateral_spec, network_spec
+    from sim import prefs
+    from sim.learning import apply_update, credit
+    from sim.network import SimNetwork
+    from sim.recorder import RunRecorder
+
+    started = time.perf_counter()
+    method = make_method(method_name)
+    proto, learn = config["protocol"], config["learning"]
+    n_tasks, n_epochs, seed = proto["tasks"], proto["epochs"], proto["seed"]
+    for key, value in (("protocol.tasks", n_tasks), ("protocol.epochs", n_epochs)):
+        if value < 1:
+            raise ValueError(f"{key} = {value} must be at least 1")
+    if not learn["lr"] > 0 or not learn["logit_scale"] > 0:
+        raise ValueError(f"learning.lr = {learn['lr']} and learning.logit_scale = {learn['logit_scale']} "
+                         "must be positive")
+    prefs.configure(config["sim"]["target"])
+    dataset = load_digits(test_size=config["data"]["test_size"], split_seed=config["data"]["split_seed"])
+    seeds = np.random.SeedSequence(seed).spawn(4)
+    task_rng, init_rng, order_rng, spike_rng = (np.random.default_rng(s) for s in seeds)
+    tasks = permuted_tasks(dataset, n_tasks, task_rng)
+    spec = network_spec(config["network"], dataset.n_features, dataset.n_classes)
+    lateral = lateral_spec(config["lateral"]) if method.uses_lateral else None
+    net = SimNetwork(spec, init_rng, lateral=lateral, n_tasks=n_tasks,
+                     record_spikes=config["sim"]["record_spikes"] and out is not None)
+    rate_hz, dt_s, n_steps = float(spec.input_max_rate / Hz), float(spec.dt / second), spec.n_steps
+    # The test spikes are drawn once, so every evaluation sees exactly the same input.
+    test_spikes = concat_spikes([poisson_encode(t.x_test, rate_hz, dt_s, n_steps, spike_rng) for t in tasks])
+    test_task = np.concatenate([np.full(len(t.y_test), t.index) for t in tasks])
+    test_labels = np.concatenate([t.y_test for t in tasks])
+    test_trial = np.concatenate([np.arange(len(t.y_test)) for t in tasks])
+
+    recorder = None
+    if out is not None:
+        recorder = RunRecorder.create(out, overwrite=overwrite, attrs={
+            "protocol": proto["name"], "method": method.name, "seed": seed, "dt": dt_s,
+            "n_steps_per_presentation": n_steps, "config": to_text(config),
+            "software": json.dumps(_software_versions()), "command": " ".join(sys.argv),
+            "codegen_target": prefs.current_target()})
+        for group, name in zip(net.groups, spec.population_names):
+            role = "input" if name == "input" else "output" if name == "output" else "hidden"
+            model = "Poisson input (SpikeGeneratorGroup)" if role == "input" else spec.neuron.equations
+            recorder.add_population(name, group.N // spec.batch_size, model, role)
+        for task in tasks:
+            recorder.write_task(task.index, task.name, permutation=task.permutation)
+
+    R = np.full((n_tasks, n_tasks), np.nan)
+    losses, train_seconds, train_samples = [], 0.0, 0
+    bar = tqdm(total=n_tasks * (n_epochs * -(-len(dataset.y_train) // spec.batch_size)
+                                + -(-len(test_labels) // spec.batch_size)),
+               desc=method.name, unit="batch", disable=not progress, leave=False)
+    try:
+        for task in tasks:
+            method.begin_task(net, task.index)
+            net.set_lateral_learning(method.uses_lateral)
+            for epoch in range(n_epochs):
+                order = order_rng.permutation(len(task.y_train))
+                labels = task.y_train[order]
+                spikes = poisson_encode(task.x_train[order], rate_hz, dt_s, n_steps, spike_rng)
+
+                def on_batch(batch):
+                    valid = batch.valid
+                    deltas, loss = credit(net.weights, batch.rates, labels[np.where(valid, batch.samples, 0)],
+                                          valid, learn["logit_scale"])
+                    apply_update(net.weights, deltas, batch.rates, method.projections(net), learn["lr"])
+                    losses.append(loss)
+                    return True
+
+                tick = time.perf_counter()
+                activity = net.present(spikes, on_batch=on_batch, progress=bar)
+                train_seconds += time.perf_counter() - tick
+                train_samples += len(order)
+                if recorder is not None:
+                    recorder.append_block({"task": task.index, "stage": task.index, "epoch": epoch,
+                                           "phase": "train", "trial": order, "label": labels},
+                                          activity.spikes, n_steps)
+            method.end_task(net, task.index)
+            net.set_lateral_learning(False)
+
+            activity = net.present(test_spikes, progress=bar)
+            correct = np.argmax(activity.scores, axis=1) == test_labels
+            R[task.index] = [100.0 * correct[test_task == j].mean() for j in range(n_tasks)]
+            if recorder is not None:
+                recorder.append_block({"task": test_task, "stage": task.index, "epoch": -1, "phase": "test",
+                                       "trial": test_trial, "label": test_labels}, activity.spikes, n_steps)
+                for name, weights in zip(spec.weight_names, net.weights):
+                    recorder.write_weights(name, task.index, weights)
+                for name, circuit in zip(spec.weight_names, net.lateral):
+                    frozen = np.arange(circuit.k_max) < circuit.n_frozen
+                    recorder.write_lateral(name, task.index, circuit.H.copy(), frozen)
+                recorder.write_metrics(R)
+    except BaseException:
+        if recorder is not None:
+            recorder.close(complete=False)
+        raise
+    finally:
+        bar.close()
+    total = time.perf_counter() - started
+    if recorder is not None:
+        recorder.set_attrs(train_seconds=train_seconds, train_samples=train_samples, total_seconds=total)
+        recorder.close(complete=True)
+    return RunResult(method=method.name, accuracy=R, train_seconds=train_seconds, train_samples=train_samples,
+                     total_seconds=total, path=out, losses=losses)

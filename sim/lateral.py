@@ -1,0 +1,181 @@
+"""The lateral HLOP circuit of one weight layer, as Brian2 neurons and synapses.
+
+Populations (``C`` parallel copies, matching the first ``C`` copies of the network):
+
+- ``<name>_x``  (C·n units): ``x`` integrates the layer's presynaptic spikes over the presentation,
+  ``x += 1/n_steps`` per spike, so at the end of a presentation ``x`` equals the presynaptic rate
+  in spikes per step — the same ``a`` the supervised update uses. ``xhat`` is the feedback.
+- ``<name>_y``  (C·K graded units): ``y = Σ_j H_ij x_j``, instantaneous (a rate neuron without lag,
+  so Hebbian and anti-Hebbian terms see the same moment — method.md §3).
+
+Synapses (lateral clock ``dt_L``):
+
+- ``<name>_drive``: presynaptic neuron → its ``x`` unit (event-driven, one synapse per neuron).
+- ``<name>_forward``: ``x → y`` with weights ``H``; ``y_post = H x_pre (summed)`` and the plasticity
+  ``dH/dt = g(t) · plastic_post · η · y_post · (x_pre − xhat_pre)``, Oja's subspace rule in synapse
+  form (each synapse sees only its own two ends). ``g(t)`` opens during the last ``window`` of each
+  presentation.
+- ``<name>_feedback``: ``y → x`` with weights ``H`` entering as ``-Hᵀy``: ``xhat_post = H y_pre (summed)``,
+  the residual is ``x − xhat``. Summed variables are computed in the order y, then xhat, then the
+  plasticity step (explicit ``order``), so all three see one consistent moment.
+
+Sign coding: graded units carry signed values directly (``y`` and ``H`` may be negative).
+
+Weight sharing across copies: every copy integrates its own change of ``H`` during a batch; at the
+end of the batch the changes are summed into the shared ``H`` (a Numba kernel) and all copies,
+forward and feedback, are set to it. Frozen neurons (``plastic = 0``) change by exactly zero.
+Growth: all neurons a run will ever need are allocated at build time with ``H = 0`` (silent); a new
+task's neurons get orthonormal initial rows and ``plastic = 1``; at the end of the task they freeze.
+"""
+from __future__ import annotations
+
+import numpy as np
+from brian2 import NeuronGroup, Quantity, Synapses, second
+
+from models.lateral import LateralSpec
+from sim.blocks import block_diagonal_indices, one_to_one_indices
+from sim.kernels import reduce_shared_weights
+
+
+class GradedLateralCircuit:
+    """Lateral circuit with graded subspace neurons for one weight layer.
+
+    Parameters
+    ----------
+    name : str
+        Prefix of the Brian2 object names.
+    pre_group : brian2 group
+        The layer's presynaptic population (all network copies; the first ``spec.copies`` are used).
+    n_inputs : int
+        Presynaptic neurons per copy (``n``).
+    sizes_per_task : list of int
+        Subspace neurons added at each task (already capped at ``n``).
+    spec : LateralSpec
+    presentation, dt : Quantity
+        Presentation length and network time step.
+    rng : numpy.random.Generator
+        Draws the initial rows of new neurons.
+
+    Attributes
+    ----------
+    H : ndarray, shape (K_max, n)
+        The shared weights, dimensionless; rows of neurons not yet grown are zero.
+    n_frozen : int
+        Number of frozen neurons (the first ``n_frozen`` rows).
+    n_grown : int
+        Number of neurons grown so far.
+    """
+
+    def __init__(self, name: str, pre_group, n_inputs: int, sizes_per_task: list[int], spec: LateralSpec,
+                 presentation: Quantity, dt: Quantity, rng: np.random.Generator):
+        self.name = name
+        self.n_inputs = n = n_inputs
+        self.sizes_per_task = list(sizes_per_task)
+        self.k_max = k = max(1, sum(sizes_per_task))
+        self.copies = c = spec.copies
+        self.rng = rng
+        self.H = np.zeros((k, n))
+        self.n_frozen = 0
+        self.n_grown = 0
+        self.task = -1
+        n_steps = int(round(float(presentation / dt)))
+        open_after = presentation - spec.window
+
+        self.x = NeuronGroup(c * n, "x : 1\nxhat : 1", dt=dt, name=f"{name}_x")
+        self.y = NeuronGroup(c * k, "y : 1\nplastic : 1\nt_start : second (shared)", dt=dt,
+                             name=f"{name}_y")
+        self.drive = Synapses(pre_group, self.x, on_pre="x_post += x_gain", dt=dt, name=f"{name}_drive",
+                              namespace={"x_gain": 1.0 / n_steps})
+        self.drive.connect(i=one_to_one_indices(c, n)[0], j=one_to_one_indices(c, n)[1])
+        self.forward = Synapses(
+            self.x, self.y,
+            model="""H : 1
+                     y_post = H * x_pre : 1 (summed)
+                     dH/dt = int(t - t_start_post > open_after) * plastic_post * eta * y_post * (x_pre - xhat_pre) : 1 (clock-driven)""",
+            method="euler", dt=spec.dt, name=f"{name}_forward",
+            namespace={"eta": spec.hebbian_rate, "open_after": open_after - dt / 2})
+        self.feedback = Synapses(self.y, self.x, model="H : 1\nxhat_post = H * y_pre : 1 (summed)",
+                                 dt=spec.dt, name=f"{name}_feedback")
+        # Both weight arrays are laid out (copy, subspace neuron, input): reshape → (C, K, n).
+        pre, post = block_diagonal_indices(c, n, k)
+        self.forward.connect(i=pre, j=post)
+        y_idx, x_idx = _copy_neuron_input_order(c, k, n)
+        self.feedback.connect(i=y_idx, j=x_idx)
+        # y first, then the feedback xhat = Hᵀy, then the plasticity step.
+        self.forward.summed_updaters["y_post"].order = 0
+        self.feedback.summed_updaters["xhat_post"].order = 1
+        self.forward.state_updater.order = 2
+        self._forward_view = self.forward.variables["H"].get_value().reshape(c, k, n)
+        self._feedback_view = self.feedback.variables["H"].get_value().reshape(c, k, n)
+        self._plastic = np.zeros(k, dtype=bool)
+        self.objects = [self.x, self.y, self.drive, self.forward, self.feedback]
+        self._write_copies()
+
+    # -- growth and freezing -------------------------------------------------------------------
+    def grow(self, task: int) -> int:
+        """Add the neurons of ``task``: orthonormal rows, orthogonal to the frozen ones; returns how many."""
+        add = self.sizes_per_task[task] if task < len(self.sizes_per_task) else 0
+        self.task = task
+        start = self.n_grown
+        if add > 0:
+            rows = self.rng.normal(size=(add, self.n_inputs))
+            frozen = self.H[: self.n_frozen]
+            rows -= (rows @ frozen.T) @ frozen
+            q, _ = np.linalg.qr(rows.T)
+            self.H[start:start + add] = q.T[:add]
+        self.n_grown = start + add
+        self._plastic[:] = False
+        self._plastic[start:self.n_grown] = True
+        self.y.plastic = np.tile(self._plastic.astype(float), self.copies)
+        self._write_copies()
+        return add
+
+    def freeze(self) -> None:
+        """Freeze every grown neuron: its synapses never change again."""
+        self.n_frozen = self.n_grown
+        self._plastic[:] = False
+        self.y.plastic = 0.0
+
+    @property
+    def frozen_H(self) -> np.ndarray:
+        """Rows of the frozen neurons, shape (n_frozen, n): the projection of supervised updates."""
+        return self.H[: self.n_frozen]
+
+    @property
+    def grown_H(self) -> np.ndarray:
+        """Rows of all grown neurons, shape (n_grown, n)."""
+        return self.H[: self.n_grown]
+
+    # -- hooks called by the network at batch boundaries --------------------------------------------
+    def set_active(self, on: bool) -> None:
+        for obj in self.objects:
+            obj.active = on
+
+    def start_presentation(self, t: Quantity) -> None:
+        """Clear the presynaptic integrators and start the plasticity timer."""
+        self.x.x = 0.0
+        self.y.t_start = t
+
+    def end_batch(self) -> None:
+        """Sum every copy's plastic change into the shared H and reset all copies to it."""
+        if not self._plastic.any():
+            return
+        reduce_shared_weights(self._forward_view, self.H, self._plastic)
+        self._feedback_view[:] = self.H[None]
+
+    def copies_agree(self) -> bool:
+        """True when forward and feedback weights of every copy equal the shared H."""
+        return bool(np.array_equal(self._forward_view, np.broadcast_to(self.H, self._forward_view.shape))
+                    and np.array_equal(self._feedback_view, self._forward_view))
+
+    def _write_copies(self) -> None:
+        self._forward_view[:] = self.H[None]
+        self._feedback_view[:] = self.H[None]
+
+
+def _copy_neuron_input_order(copies: int, k: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(y index, x index) of feedback synapses ordered by copy, subspace neuron, input."""
+    copy = np.repeat(np.arange(copies), k * n)
+    neuron = np.tile(np.repeat(np.arange(k), n), copies)
+    inp = np.tile(np.arange(n), copies * k)
+    return copy * k + neuron, copy * n + inp

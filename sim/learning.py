@@ -1,0 +1,60 @@
+"""Rate-based supervised learning of the spiking network (in the spirit of DSR).
+
+Differentiation on spike representation: an integrate-and-fire neuron with subtractive reset fires
+``r = clip(u, 0, 1)`` spikes per step when its mean input per step is ``u`` (in units of the spike
+cost). The network's forward pass is the Brian2 simulation; the backward pass uses the measured
+rates ``a_l`` and this map:
+
+- mean input of layer l:   ``u_l = a_{l-1} W_lᵀ``
+- output credit:            ``δ_L = ∂CE(softmax(s · a_L), label) / ∂a_L`` (straight through the output map)
+- hidden credit:            ``δ_l = (δ_{l+1} W_{l+1}) ⊙ 1[0 < u_l < 1]``
+- weight update:            ``ΔW_l = −η δ_lᵀ (a_{l-1} − (a_{l-1} Hᵀ) H)`` with ``H`` the projection rows
+  (none for plain fine-tuning; the frozen lateral neurons for HLOP).
+
+All arrays are float64 in units of the spike cost; the Numba kernels do the arithmetic.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from sim.kernels import hidden_credit, output_credit, projected_update
+
+
+def credit(weights: Sequence[np.ndarray], rates: Sequence[np.ndarray], labels: np.ndarray, valid: np.ndarray,
+           logit_scale: float) -> tuple[list[np.ndarray], float]:
+    """Credit ``δ_l`` of every weight layer and the batch loss.
+
+    Parameters
+    ----------
+    weights : list of ndarray, shape (n_l, n_{l-1})
+    rates : list of ndarray, shape (B, n_l)
+        Rates of every population, input first (spikes per step).
+    labels : ndarray of int64, shape (B,)
+        Class of each row (any value for invalid rows).
+    valid : ndarray of bool, shape (B,)
+    logit_scale : float
+
+    Returns
+    -------
+    deltas : list of ndarray, shape (B, n_l)
+        One per weight layer, in layer order.
+    loss : float
+        Mean cross-entropy over valid rows.
+    """
+    delta, loss = output_credit(rates[-1], labels, logit_scale, valid)
+    deltas = [delta]
+    for layer in range(len(weights) - 1, 0, -1):
+        u = rates[layer - 1] @ weights[layer - 1].T
+        delta = hidden_credit(weights[layer], delta, u, 1.0)
+        deltas.append(delta)
+    return deltas[::-1], loss
+
+
+def apply_update(weights: Sequence[np.ndarray], deltas: Sequence[np.ndarray], rates: Sequence[np.ndarray],
+                 projections: Sequence[np.ndarray], lr: float) -> None:
+    """``W_l −= lr · δ_lᵀ (a_{l-1} − (a_{l-1} H_lᵀ) H_l)`` for every layer, in place."""
+    for layer, weight in enumerate(weights):
+        projected_update(weight, deltas[layer], np.ascontiguousarray(rates[layer]),
+                         np.ascontiguousarray(projections[layer]), lr)

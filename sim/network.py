@@ -1,0 +1,290 @@
+"""The simulated network: specs in, one explicit Brian2 ``Network`` out, and the handle protocols use.
+
+Many samples share one Brian2 run. The network is instantiated ``batch_size`` times side by side
+(shared weights, block-diagonal synapses, see `sim.blocks`), and an epoch — many batches — is a single
+``Network.run``. A `network_operation` at every batch boundary (every ``presentation``) reads the
+spike counts of the finished batch, hands them to the learning rule, writes the updated weights
+into all copies, synchronises the lateral circuits and resets the neurons ("reset dynamics, keep
+weights"). This amortises Brian2's per-step overhead over the batch instead of paying one
+``run()`` per sample (brian2-notes.md).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from brian2 import Network, NetworkOperation, NeuronGroup, SpikeGeneratorGroup, SpikeMonitor, Synapses, second, volt
+
+from data.encoders import SpikeTrains
+from models.lateral import LateralSpec
+from models.network import NetworkSpec
+from sim.blocks import block_diagonal_indices, split_copies
+from sim.lateral import GradedLateralCircuit
+
+
+@dataclass
+class BatchActivity:
+    """What one batch of presentations did, handed to the learning rule at the batch boundary.
+
+    Attributes
+    ----------
+    batch : int
+        Batch number within the run.
+    samples : ndarray of int64, shape (B,)
+        Which sample of the run each copy presented; -1 for unused copies of a last, partial batch.
+    rates : list of ndarray, shape (B, n_l)
+        Firing rate of every population (input first) in spikes per time step.
+    """
+
+    batch: int
+    samples: np.ndarray
+    rates: list[np.ndarray]
+
+    @property
+    def valid(self) -> np.ndarray:
+        """Copies that presented a real sample."""
+        return self.samples >= 0
+
+
+@dataclass
+class RunActivity:
+    """Everything one ``present`` call produced, per sample in the order given.
+
+    Attributes
+    ----------
+    counts : list of ndarray of int64, shape (S, n_l)
+        Spike counts per population (input first).
+    scores : ndarray, shape (S, n_out)
+        Output decision variable: spike count plus the remaining membrane potential in units of
+        the spike cost (breaks ties between equal counts).
+    spikes : dict
+        Per population name, ``(sample, step, neuron)`` arrays of every spike when recording
+        (step within the presentation), else empty.
+    """
+
+    counts: list[np.ndarray]
+    scores: np.ndarray
+    spikes: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+
+BatchCallback = Callable[[BatchActivity], bool]
+
+
+class SimNetwork:
+    """A spiking network with optional lateral HLOP circuits, simulated in batches.
+
+    Parameters
+    ----------
+    spec : NetworkSpec
+        What to simulate.
+    rng : numpy.random.Generator
+        Draws the initial weights.
+    lateral : LateralSpec or None
+        Lateral circuits for every weight layer, or None for none.
+    n_tasks : int
+        Number of tasks the lateral circuits are sized for.
+    record_spikes : bool
+        Keep every spike of every population for the run file (otherwise only counts).
+
+    Attributes
+    ----------
+    weights : list of ndarray, shape (n_post, n_pre)
+        The shared weights of every layer in units of the neuron's spike cost (dimensionless);
+        ``w = weights[l] * spike_cost`` volts in Brian2. Edit in place inside a batch callback and
+        return True from it to have them written into the simulation.
+    lateral : list of GradedLateralCircuit
+        One per weight layer (empty without a LateralSpec).
+    net : brian2.Network
+        The explicit network holding every object.
+    """
+
+    def __init__(self, spec: NetworkSpec, rng: np.random.Generator, lateral: LateralSpec | None = None,
+                 n_tasks: int = 1, record_spikes: bool = True):
+        self.spec = spec
+        self.record_spikes = record_spikes
+        self.n_steps = spec.n_steps
+        self._dt = spec.dt
+        batch = spec.batch_size
+        sizes = spec.layer_sizes
+        names = spec.population_names
+        model = spec.neuron
+
+        # Every object gets the spec's dt explicitly: nothing depends on Brian2's global defaultclock.
+        self.groups = [SpikeGeneratorGroup(batch * sizes[0], np.array([], dtype=int), np.array([]) * second,
+                                           dt=spec.dt, name=names[0])]
+        for name, size in zip(names[1:], sizes[1:]):
+            self.groups.append(NeuronGroup(batch * size, model.equations, threshold=model.threshold,
+                                           reset=model.reset, method=model.method, name=name, dt=spec.dt,
+                                           namespace=dict(model.parameters)))
+        self.synapses = []
+        self.weights = []
+        self._weight_views = []
+        for layer, name in enumerate(spec.weight_names):
+            n_pre, n_post = sizes[layer], sizes[layer + 1]
+            syn = Synapses(self.groups[layer], self.groups[layer + 1], "w : volt", on_pre="v_post += w",
+                           dt=spec.dt, name=name)
+            pre, post = block_diagonal_indices(batch, n_pre, n_post)
+            syn.connect(i=pre, j=post)
+            self.synapses.append(syn)
+            self.weights.append(rng.normal(0.0, spec.init_gain / np.sqrt(n_pre), size=(n_post, n_pre)))
+            self._weight_views.append(syn.variables["w"].get_value().reshape(batch, n_post, n_pre))
+        self._spike_cost = float(model.spike_cost / volt)
+        self.push_weights()
+
+        self.monitors = {}
+        for group in self.groups:
+            self.monitors[group.name] = self._new_monitor(group)
+
+        self.lateral: list[GradedLateralCircuit] = []
+        if lateral is not None:
+            if lateral.copies > batch:
+                raise ValueError(f"lateral.copies = {lateral.copies} must not exceed network.batch_size = {batch}")
+            for layer, name in enumerate(spec.weight_names):
+                sizes_per_task = lateral.neurons_per_task(layer, n_tasks, sizes[layer], layer_name=name)
+                self.lateral.append(GradedLateralCircuit(
+                    name=f"lateral_{name}", pre_group=self.groups[layer], n_inputs=sizes[layer],
+                    sizes_per_task=sizes_per_task, spec=lateral, presentation=spec.presentation,
+                    dt=spec.dt, rng=rng))
+
+        self._callback: BatchCallback | None = None
+        self._progress = None
+        self._batch_op = NetworkOperation(self._on_boundary, dt=spec.presentation, when="start",
+                                          name="batch_boundary")
+        objects = [*self.groups, *self.synapses, *self.monitors.values(), self._batch_op]
+        for circuit in self.lateral:
+            objects.extend(circuit.objects)
+        self.net = Network(*objects, name="hlopsim_network")
+        self.set_lateral_learning(False)
+
+    # -- weights -----------------------------------------------------------------------------
+    def push_weights(self) -> None:
+        """Write the shared weights (units of spike cost) into every copy's synapses (volt)."""
+        for weights, view in zip(self.weights, self._weight_views):
+            view[:] = (weights * self._spike_cost)[None]
+
+    def synapse_weights(self, layer: int) -> np.ndarray:
+        """The weights as Brian2 holds them, shape (batch, n_post, n_pre), in volt (a copy)."""
+        return self._weight_views[layer].copy()
+
+    # -- lateral circuits ------------------------------------------------------------------------
+    def set_lateral_learning(self, on: bool) -> None:
+        """Simulate (and let learn) the lateral circuits, or switch them off entirely."""
+        for circuit in self.lateral:
+            circuit.set_active(on)
+        self._lateral_on = on and bool(self.lateral)
+
+    # -- running ---------------------------------------------------------------------------------
+    def present(self, spikes: SpikeTrains, on_batch: BatchCallback | None = None, progress=None) -> RunActivity:
+        """Present every sample of ``spikes`` once, ``batch_size`` at a time, in one Brian2 run.
+
+        Parameters
+        ----------
+        spikes : SpikeTrains
+            Input spikes of ``S`` samples, each ``n_steps`` long.
+        on_batch : callable or None
+            Called with a `BatchActivity` after every batch; it may change ``self.weights`` in
+            place and return True to have them written back before the next batch.
+        progress : tqdm or None
+            Advanced by one per batch.
+
+        Returns
+        -------
+        RunActivity
+        """
+        if spikes.n_neurons != self.spec.input_size or spikes.n_steps != self.n_steps:
+            raise ValueError(f"input spikes are {spikes.n_neurons} neurons × {spikes.n_steps} steps; the network "
+                             f"expects {self.spec.input_size} × {self.n_steps}")
+        batch = self.spec.batch_size
+        n_samples = spikes.n_samples
+        n_batches = max(1, -(-n_samples // batch))
+        start_step = int(round(float(self.net.t / self._dt)))
+        copy = spikes.sample % batch
+        step = start_step + (spikes.sample // batch) * self.n_steps + spikes.step
+        self.groups[0].set_spikes(copy * self.spec.input_size + spikes.neuron, step * self._dt)
+
+        self._callback = on_batch
+        self._progress = progress
+        self._run = {"start_step": start_step, "n_samples": n_samples, "batch": 0,
+                     "counts": [np.zeros((n_batches * batch, g.N // batch), dtype=np.int64) for g in self.groups],
+                     "scores": np.zeros((n_batches * batch, self.spec.output_size)),
+                     "last": [np.zeros(g.N, dtype=np.int64) for g in self.groups]}
+        self.net.run(n_batches * self.spec.presentation)
+        self._finish_batch()
+        self._callback = None
+        run = self._run
+        activity = RunActivity(counts=[c[:n_samples] for c in run["counts"]],
+                               scores=run["scores"][:n_samples], spikes=self._drain_monitors(start_step, n_samples))
+        return activity
+
+    def _on_boundary(self):
+        """Batch boundary inside a run: finish the previous batch (if any), then reset dynamics."""
+        if int(round(float(self.net.t / self._dt))) > self._run["start_step"]:
+            self._finish_batch()
+        self._reset_dynamics()
+
+    def _finish_batch(self):
+        run = self._run
+        batch_size = self.spec.batch_size
+        k = run["batch"]
+        rows = slice(k * batch_size, (k + 1) * batch_size)
+        rates = []
+        for layer, group in enumerate(self.groups):
+            total = np.asarray(self.monitors[group.name].count[:], dtype=np.int64)
+            counts = (total - run["last"][layer]).reshape(batch_size, -1)
+            run["last"][layer] = total
+            run["counts"][layer][rows] = counts
+            rates.append(counts / self.n_steps)
+        output = self.groups[-1]
+        v_out = np.asarray(output.v_[:]).reshape(batch_size, -1)
+        run["scores"][rows] = run["counts"][-1][rows] + v_out / self._spike_cost
+        samples = np.arange(k * batch_size, (k + 1) * batch_size)
+        samples[samples >= run["n_samples"]] = -1
+        if self._callback is not None:
+            if self._callback(BatchActivity(batch=k, samples=samples, rates=rates)):
+                self.push_weights()
+        if self._lateral_on:
+            for circuit in self.lateral:
+                circuit.end_batch()
+        if self._progress is not None:
+            self._progress.update(1)
+        run["batch"] = k + 1
+
+    def _reset_dynamics(self):
+        """Restore every neuron's initial state; weights are kept."""
+        for group in self.groups[1:]:
+            for var, value in self.spec.neuron.initial.items():
+                setattr(group, var, value)
+        if self._lateral_on:
+            for circuit in self.lateral:
+                circuit.start_presentation(self.net.t)
+
+    def reset_dynamics(self) -> None:
+        """Public form of "reset dynamics, keep weights" (between runs it is done automatically)."""
+        self._reset_dynamics()
+
+    # -- spike recording --------------------------------------------------------------------------
+    def _new_monitor(self, group):
+        return SpikeMonitor(group, record=self.record_spikes, name=f"spikes_{group.name}")
+
+    def _drain_monitors(self, start_step: int, n_samples: int):
+        """Move this run's spikes out of the monitors and replace them with empty ones.
+
+        Brian2 monitors cannot be cleared, so each is removed from the network and a fresh one with
+        the same name (hence the same compiled code) takes its place.
+        """
+        spikes = {}
+        batch = self.spec.batch_size
+        for group in self.groups:
+            old = self.monitors[group.name]
+            if self.record_spikes:
+                steps = np.round(np.asarray(old.t_[:]) / float(self._dt)).astype(np.int64) - start_step
+                copy, neuron = split_copies(old.i[:], group.N // batch)
+                sample = (steps // self.n_steps) * batch + copy
+                keep = sample < n_samples
+                spikes[group.name] = (sample[keep], (steps % self.n_steps)[keep], neuron[keep])
+            self.net.remove(old)
+            fresh = self._new_monitor(group)
+            self.net.add(fresh)
+            self.monitors[group.name] = fresh
+        return spikes

@@ -1,0 +1,39 @@
+"""The one place where Brian2's global preferences are set.
+
+Brian2 keeps its code-generation target, compiler flags and logging in process-wide ``prefs``;
+setting them anywhere else would make results depend on import order.
+"""
+from __future__ import annotations
+
+import os
+
+import brian2
+
+TARGETS = ("numpy", "cython")
+
+
+def configure(target: str = "cython", *, log_level: str = "WARNING") -> None:
+    """Set Brian2's preferences for this process.
+
+    Parameters
+    ----------
+    target : {"numpy", "cython"}
+        Code-generation target. ``numpy`` starts instantly (used by the fast tests); ``cython``
+        compiles each code object once (a few seconds each, cached in ``~/.cython/brian_extensions``)
+        and then runs 2–3× faster.
+    log_level : str
+        Brian2 console log level.
+    """
+    if target not in TARGETS:
+        raise ValueError(f"codegen target {target!r} is unknown; expected one of {TARGETS}")
+    brian2.prefs.codegen.target = target
+    brian2.prefs.logging.console_log_level = log_level
+    # Our batches are small: keep numpy's arrays in float64 and avoid OpenMP/BLAS thread contention
+    # on 2 shared cores (brian2-notes.md: 2-thread runs collapsed under contention).
+    brian2.prefs.core.default_float_dtype = brian2.float64
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def current_target() -> str:
+    """The code-generation target in force."""
+    return str(brian2.prefs.codegen.target)

@@ -1,0 +1,761 @@
+"""Writer of the run file, one HDF5 file per run (format ``"hlopsim-run"``).
+
+The simulator presents ``B`` samples in parallel, but the run file lays
+every presentation (a *segment*) end to end on one virtual
+*presentation clock*: segment ``s`` occupies the integer steps
+``[start_step[s], stop_step[s])``. Layout::
+
+    /                     attrs format, format_version, created, complete,
+                          plus the attrs given to RunRecorder.create
+    /populations/<pop>/   attrs n_neurons, model, role
+        spike_step        uint64, global step of each spike
+        spike_neuron      uint32, neuron index within the population
+        segment_end       uint64, one entry per segment: spikes of segment
+                          s are [segment_end[s-1], segment_end[s])
+    /segments/            task, stage, epoch (int32), phase (uint8, attr
+                          phase_names), trial (int64), label (int32),
+                          start_step, stop_step (uint64); equal lengths
+    /tasks/<i>/           attr name; the arrays given to write_task
+    /weights/<name>/      after_task_<t> (float64), attr task
+    /lateral/<layer>/     H_after_task_<t> (attrs task, n_neurons),
+                          frozen_after_task_<t> (bool, attr task)
+    /metrics/             accuracy_matrix, timing datasets; attrs ACC, BWT,
+                          forgetting, tasks_evaluated
+
+The appendable datasets are written in whole chunks from small
+in-memory buffers; only the last, partial chunk of each is rewritten
+when the file is flushed. After every ``append_block`` the file is
+flushed, spikes first, so a killed process leaves a readable file whose
+segments and spikes agree up to the last completed block.
+"""
+
+from collections.abc import Mapping
+from datetime import datetime, timezone
+import json
+from numbers import Integral
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from protocols.metrics import summarize
+
+__all__ = ["RunRecorder", "FORMAT", "FORMAT_VERSION", "PHASE_NAMES"]
+
+FORMAT = "hlopsim-run"
+FORMAT_VERSION = 1
+
+SPIKE_CHUNK = 2**16
+"""Elements per chunk of the spike arrays."""
+SEGMENT_CHUNK = 2**14
+"""Elements per chunk of the segment table and of segment_end."""
+
+PHASE_NAMES = ("train", "test")
+"""Phase names with fixed codes 0, 1; other names get the next codes."""
+
+# given column -> (dtype, smallest allowed value)
+_GIVEN_COLUMNS = {
+    "task": (np.int32, 0),
+    "stage": (np.int32, 0),
+    "epoch": (np.int32, -1),
+    "phase": (np.uint8, None),
+    "trial": (np.int64, 0),
+    "label": (np.int32, None),
+}
+_SEGMENT_DTYPES = {
+    **{name: dtype for name, (dtype, _) in _GIVEN_COLUMNS.items()},
+    "start_step": np.uint64,
+    "stop_step": np.uint64,
+}
+_RESERVED_ATTRS = ("format", "format_version", "created", "complete")
+
+
+class _Appender:
+    """Append to a resizable 1-D dataset, writing whole chunks.
+
+    Values that do not yet fill a chunk stay in ``tail``. ``flush``
+    writes the tail as the partial last chunk of the dataset but keeps it
+    in memory, so the next ``append`` rewrites that chunk whole without
+    reading the file.
+    """
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+        self.chunk = dataset.chunks[0]
+        self.start = 0  # offset of the tail in the dataset, a chunk boundary
+        self.tail = np.empty(0, dtype=dataset.dtype)
+
+    def __len__(self):
+        return self.start + len(self.tail)
+
+    def append(self, values):
+        data = np.concatenate([self.tail, np.asarray(values, dtype=self.dataset.dtype)])
+        n_full = len(data) - len(data) % self.chunk
+        if n_full:
+            self._write(data[:n_full])
+            self.start += n_full
+        self.tail = data[n_full:].copy()
+
+    def flush(self):
+        if len(self.tail):
+            self._write(self.tail)
+
+    def _write(self, data):
+        stop = self.start + len(data)
+        if self.dataset.shape[0] < stop:
+            self.dataset.resize((stop,))
+        self.dataset[self.start : stop] = data
+
+
+class _Population:
+    """Appenders and size of one population."""
+
+    def __init__(self, group, n_neurons):
+        self.n_neurons = n_neurons
+        self.spike_step = _Appender(_appendable(group, "spike_step", np.uint64, SPIKE_CHUNK))
+        self.spike_neuron = _Appender(_appendable(group, "spike_neuron", np.uint32, SPIKE_CHUNK))
+        self.segment_end = _Appender(_appendable(group, "segment_end", np.uint64, SEGMENT_CHUNK))
+
+
+class RunRecorder:
+    """Writer of one run file; create it with `RunRecorder.create`.
+
+    Use it as a context manager: leaving the ``with`` block normally
+    closes the file with ``complete=True``, leaving it by an exception
+    closes it with ``complete=False``. Nothing written is ever deleted.
+    Calling ``close`` inside the block takes precedence.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The run file.
+    """
+
+    def __init__(self, file, path):
+        """Wrap an open, freshly created h5py file; use `create` instead."""
+        self._file = file
+        self.path = path
+        self._clock = 0
+        self._phase_names = list(PHASE_NAMES)
+        self._populations = {}
+        for name in ("populations", "segments", "tasks", "weights", "lateral", "metrics"):
+            file.create_group(name)
+        self._segments = {
+            name: _Appender(_appendable(file["segments"], name, dtype, SEGMENT_CHUNK))
+            for name, dtype in _SEGMENT_DTYPES.items()
+        }
+        self._write_phase_names()
+
+    # ------------------------------------------------------------------ setup
+
+    @classmethod
+    def create(cls, path, *, attrs, overwrite=False):
+        """Create a run file and return its recorder.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            File to create; its folder must exist.
+        attrs : dict
+            Root attributes, e.g. ``dt`` in seconds, ``seed``, ``config``
+            (TOML or JSON text), software versions (JSON text), command
+            line, codegen target. Values must be str, bytes, numbers,
+            bools or numeric arrays; encode mappings as JSON text.
+        overwrite : bool, optional
+            Replace an existing file instead of refusing.
+
+        Returns
+        -------
+        RunRecorder
+
+        Raises
+        ------
+        FileNotFoundError
+            If the folder of ``path`` does not exist.
+        FileExistsError
+            If ``path`` exists and ``overwrite`` is False; the file is
+            left untouched.
+        ValueError
+            If an attribute name is reserved or its value cannot be stored.
+        """
+        path = Path(path)
+        if not path.parent.is_dir():
+            raise FileNotFoundError(
+                f"cannot create run file {str(path)!r}: folder {str(path.parent)!r} does not exist"
+            )
+        if path.exists() and not overwrite:
+            raise FileExistsError(
+                f"run file {str(path)!r} already exists; pass overwrite=True to replace it"
+            )
+        _check_attrs(attrs)
+        # The default (earliest) file format: a file written with
+        # libver="latest" cannot be opened after its writer was killed
+        # until h5clear resets its consistency flags.
+        file = h5py.File(path, "w" if overwrite else "w-")
+        try:
+            file.attrs["format"] = FORMAT
+            file.attrs["format_version"] = FORMAT_VERSION
+            file.attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            file.attrs["complete"] = False
+            file.attrs.update(attrs)
+            recorder = cls(file, path)
+            file.flush()
+        except BaseException:
+            file.close()
+            raise
+        return recorder
+
+    def add_population(self, name, n_neurons, model, role):
+        """Register a population whose spikes will be recorded.
+
+        All populations must be added before the first `append_block`.
+
+        Parameters
+        ----------
+        name : str
+            Population name, used as group name (no ``/``).
+        n_neurons : int
+            Number of neurons, at least 1.
+        model : str
+            Neuron model description.
+        role : str
+            Role in the network, e.g. ``"input"`` or ``"hidden"``.
+
+        Raises
+        ------
+        ValueError
+            If a value is invalid, the name is taken, or blocks were
+            already appended.
+        """
+        self._check_open()
+        _check_name(name, "population name")
+        if name in self._populations:
+            raise ValueError(f"population {name!r} already exists")
+        if self._clock:
+            raise ValueError(
+                f"cannot add population {name!r} after the first append_block; "
+                "add all populations first"
+            )
+        n_neurons = _check_int(n_neurons, "n_neurons", minimum=1)
+        for value, what in ((model, "model"), (role, "role")):
+            if not isinstance(value, str):
+                raise ValueError(f"population {name!r}: {what} must be str, got {value!r}")
+        group = self._file["populations"].create_group(name)
+        group.attrs.update({"n_neurons": n_neurons, "model": model, "role": role})
+        self._populations[name] = _Population(group, n_neurons)
+
+    # -------------------------------------------------------------- recording
+
+    @property
+    def clock(self):
+        """int: Steps laid out so far on the presentation clock."""
+        return self._clock
+
+    def append_block(self, segments, spikes, n_steps):
+        """Append a block of presentations of ``n_steps`` steps each.
+
+        The segments of the block are laid end to end after the ones
+        recorded so far: segment ``s`` of the block starts at
+        ``clock + s * n_steps``. Spikes are written sorted by (segment,
+        step, neuron), so the same input gives the same bytes. The whole
+        block is validated before anything is written; afterwards the
+        file is flushed.
+
+        Parameters
+        ----------
+        segments : dict of str to array_like
+            Columns ``task``, ``stage``, ``epoch``, ``phase``, ``trial``
+            and ``label``, each 1-D with one entry per segment, or a
+            scalar applied to every segment (at least one column must be
+            1-D). ``phase`` holds names (str) such as ``"train"`` or
+            ``"test"``; the file stores codes into the
+            ``phase_names`` attribute of ``/segments/phase``, which lists
+            `PHASE_NAMES` first and other names as they first appear.
+            ``epoch`` is -1 for evaluations.
+        spikes : dict of str to tuple of three array_like
+            ``spikes[pop] = (segment, local_step, neuron)``: integer
+            arrays of equal length in any order, ``segment`` indexing the
+            segments of this block and ``local_step`` counting from the
+            start of the segment. Populations left out had no spikes.
+        n_steps : int
+            Steps per presentation, at least 1.
+
+        Raises
+        ------
+        ValueError
+            If a column is missing, unknown, of the wrong type, length or
+            range, a population is unknown, or a spike's segment,
+            local_step or neuron is out of range.
+        """
+        self._check_open()
+        n_steps = _check_int(n_steps, "n_steps", minimum=1)
+        columns, phase_names = self._segment_columns(segments)
+        n_seg = len(columns["task"])
+        starts = self._clock + np.arange(n_seg, dtype=np.uint64) * np.uint64(n_steps)
+        if not isinstance(spikes, Mapping):
+            raise ValueError(
+                f"spikes must be a dict of population -> arrays, got {type(spikes).__name__}"
+            )
+        unknown = sorted(set(spikes) - set(self._populations))
+        if unknown:
+            raise ValueError(
+                f"spikes given for unknown population(s) {unknown}; "
+                f"known: {sorted(self._populations)}"
+            )
+        prepared = {
+            name: self._sorted_spikes(name, spikes.get(name), n_seg, n_steps, starts)
+            for name in self._populations
+        }
+
+        # spikes first, so no segment row ever points past written spikes
+        segment_ends = {}
+        for name, (steps, neurons, counts) in prepared.items():
+            pop = self._populations[name]
+            segment_ends[name] = len(pop.spike_step) + np.cumsum(counts)
+            for appender, values in ((pop.spike_step, steps), (pop.spike_neuron, neurons)):
+                appender.append(values)
+                appender.flush()
+        self._file.flush()
+
+        for name, ends in segment_ends.items():
+            segment_end = self._populations[name].segment_end
+            segment_end.append(ends)
+            segment_end.flush()
+        if phase_names != self._phase_names:
+            self._phase_names = phase_names
+            self._write_phase_names()
+        columns["start_step"] = starts
+        columns["stop_step"] = starts + np.uint64(n_steps)
+        for name, appender in self._segments.items():
+            appender.append(columns[name])
+            appender.flush()
+        self._clock += n_seg * n_steps
+        self._file.flush()
+
+    def _segment_columns(self, segments):
+        """Validate the given segment columns; return them and the phase names."""
+        if not isinstance(segments, Mapping):
+            raise ValueError(f"segments must be a dict of column -> array, got {type(segments).__name__}")
+        missing = [name for name in _GIVEN_COLUMNS if name not in segments]
+        unknown = sorted(set(segments) - set(_GIVEN_COLUMNS))
+        if missing or unknown:
+            raise ValueError(
+                f"segments: missing columns {missing}, unknown columns {unknown}; "
+                f"expected exactly {list(_GIVEN_COLUMNS)}"
+            )
+        arrays = {name: np.asarray(segments[name]) for name in _GIVEN_COLUMNS}
+        lengths = {}
+        for name, array in arrays.items():
+            if array.ndim > 1:
+                raise ValueError(f"segments[{name!r}] must be 1-D or a scalar, got shape {array.shape}")
+            if array.ndim == 1:
+                lengths[name] = len(array)
+        if len(set(lengths.values())) != 1:
+            raise ValueError(
+                f"segment columns must be 1-D arrays of one common length, got lengths {lengths}"
+            )
+        n_seg = next(iter(lengths.values()))
+        if n_seg == 0:
+            raise ValueError("a block needs at least one segment, got 0")
+
+        columns = {}
+        for name, (dtype, minimum) in _GIVEN_COLUMNS.items():
+            if name == "phase":
+                continue
+            array = np.broadcast_to(arrays[name], (n_seg,))
+            what = f"segments[{name!r}]"
+            _check_integer_dtype(array, what)
+            info = np.iinfo(dtype)
+            _check_range(array, info.min if minimum is None else minimum, info.max + 1, what)
+            columns[name] = array.astype(dtype)
+        columns["phase"], phase_names = self._phase_codes(np.broadcast_to(arrays["phase"], (n_seg,)))
+        return columns, phase_names
+
+    def _phase_codes(self, names):
+        """Map phase names to codes; return codes and the extended name list."""
+        if names.dtype.kind != "U":
+            raise ValueError(
+                f"segments['phase'] must hold phase names (str) such as {list(PHASE_NAMES)}, "
+                f"got dtype {names.dtype}"
+            )
+        phase_names = list(self._phase_names)
+        unique, inverse = np.unique(names, return_inverse=True)
+        for name in unique.tolist():
+            if name not in phase_names:
+                phase_names.append(name)
+        if len(phase_names) > 256:
+            raise ValueError(f"at most 256 phase names fit in uint8 codes, got {len(phase_names)}")
+        unique_codes = np.array([phase_names.index(name) for name in unique.tolist()], dtype=np.uint8)
+        return unique_codes[inverse], phase_names
+
+    def _sorted_spikes(self, name, given, n_seg, n_steps, starts):
+        """Validate one population's spikes; return sorted steps, neurons, counts per segment."""
+        if given is None:
+            segment = local_step = neuron = np.empty(0, dtype=np.int64)
+        else:
+            if len(given) != 3:
+                raise ValueError(
+                    f"spikes[{name!r}] must be (segment, local_step, neuron), got {len(given)} arrays"
+                )
+            fields = ("segment", "local_step", "neuron")
+            segment, local_step, neuron = (
+                _integer_vector(values, f"spikes[{name!r}] {field}") for values, field in zip(given, fields)
+            )
+            if not len(segment) == len(local_step) == len(neuron):
+                raise ValueError(
+                    f"spikes[{name!r}]: segment, local_step and neuron must have equal lengths, "
+                    f"got {len(segment)}, {len(local_step)}, {len(neuron)}"
+                )
+            n_neurons = self._populations[name].n_neurons
+            _check_range(segment, 0, n_seg, f"spikes[{name!r}] segment (block has {n_seg} segments)")
+            _check_range(local_step, 0, n_steps, f"spikes[{name!r}] local_step")
+            _check_range(neuron, 0, n_neurons, f"spikes[{name!r}] neuron")
+        segment = segment.astype(np.intp)
+        steps = starts[segment] + local_step.astype(np.uint64)
+        neuron = neuron.astype(np.uint32)
+        order = np.lexsort((neuron, steps))
+        counts = np.bincount(segment, minlength=n_seg)
+        return steps[order], neuron[order], counts
+
+    def _write_phase_names(self):
+        self._file["segments/phase"].attrs["phase_names"] = json.dumps(self._phase_names)
+
+    # -------------------------------------------------------------- snapshots
+
+    def write_task(self, index, name, **arrays):
+        """Write the description of task ``index`` to ``/tasks/<index>``.
+
+        Parameters
+        ----------
+        index : int
+            Task index, at least 0.
+        name : str
+            Task name.
+        **arrays : array_like
+            Datasets to store, e.g. ``permutation=...``. Numeric, bool or
+            str arrays.
+
+        Raises
+        ------
+        ValueError
+            If a value is invalid or the task was already written.
+        """
+        self._check_open()
+        index = _check_int(index, "task index", minimum=0)
+        if not isinstance(name, str):
+            raise ValueError(f"task {index}: name must be str, got {name!r}")
+        if str(index) in self._file["tasks"]:
+            raise ValueError(f"task {index} was already written")
+        arrays = {
+            key: _storable_array(value, f"task {index} array {key!r}") for key, value in arrays.items()
+        }
+        group = self._file["tasks"].create_group(str(index))
+        group.attrs["name"] = name
+        for key, array in arrays.items():
+            _write_array(group, key, array)
+        self._file.flush()
+
+    def write_weights(self, name, task, array):
+        """Write a weight snapshot taken after training ``task``.
+
+        Stored as ``/weights/<name>/after_task_<task>`` (float64) with
+        attribute ``task``.
+
+        Parameters
+        ----------
+        name : str
+            Weight name, e.g. the synapse group (no ``/``).
+        task : int
+            Index of the task just trained, at least 0.
+        array : array_like
+            The weights.
+
+        Raises
+        ------
+        ValueError
+            If a value is invalid or this snapshot was already written.
+        """
+        self._check_open()
+        _check_name(name, "weight name")
+        task = _check_int(task, "task", minimum=0)
+        array = _float_array(array, f"weights {name!r}")
+        group = self._file["weights"].require_group(name)
+        key = f"after_task_{task}"
+        if key in group:
+            raise ValueError(f"weights {name!r} after task {task} were already written")
+        _write_array(group, key, array).attrs["task"] = task
+        self._file.flush()
+
+    def write_lateral(self, layer, task, H, frozen_mask):
+        """Write the lateral (HLOP) weights of ``layer`` after training ``task``.
+
+        Stored as ``/lateral/<layer>/H_after_task_<task>`` (float64, attrs
+        ``task`` and ``n_neurons`` = ``H.shape[0]``, the number of
+        lateral neurons at that time) and ``frozen_after_task_<task>``
+        (bool, attr ``task``).
+
+        Parameters
+        ----------
+        layer : str
+            Layer name (no ``/``).
+        task : int
+            Index of the task just trained, at least 0.
+        H : array_like
+            Lateral weights, one row per lateral neuron.
+        frozen_mask : array_like of bool
+            Which weights or neurons are frozen.
+
+        Raises
+        ------
+        ValueError
+            If a value is invalid or this snapshot was already written.
+        """
+        self._check_open()
+        _check_name(layer, "layer name")
+        task = _check_int(task, "task", minimum=0)
+        H = _float_array(H, f"lateral {layer!r} H")
+        if H.ndim == 0:
+            raise ValueError(f"lateral {layer!r} H must have at least one dimension, got a scalar")
+        frozen_mask = np.asarray(frozen_mask)
+        if frozen_mask.dtype != np.bool_:
+            raise ValueError(
+                f"lateral {layer!r} frozen_mask must be a bool array, got dtype {frozen_mask.dtype}"
+            )
+        group = self._file["lateral"].require_group(layer)
+        h_key, mask_key = f"H_after_task_{task}", f"frozen_after_task_{task}"
+        if h_key in group or mask_key in group:
+            raise ValueError(f"lateral {layer!r} after task {task} was already written")
+        _write_array(group, h_key, H).attrs.update({"task": task, "n_neurons": H.shape[0]})
+        _write_array(group, mask_key, frozen_mask).attrs["task"] = task
+        self._file.flush()
+
+    def write_metrics(self, R, timings=None):
+        """Write (or overwrite) the accuracy matrix and its summary.
+
+        The attributes ``ACC``, ``BWT`` and ``forgetting`` of
+        ``/metrics`` are computed by `protocols.metrics.summarize` on the
+        filled part of ``R``: if the last row with a finite entry is row
+        ``k``, on ``R[:k+1, :k+1]``, i.e. as if the run had ended after
+        task ``k``. Attribute ``tasks_evaluated`` is ``k + 1``; with no
+        filled row it is 0 and the metrics are NaN.
+
+        Parameters
+        ----------
+        R : array_like, shape (N, N)
+            Accuracy matrix, ``R[i, j]`` = accuracy on task ``j`` after
+            training task ``i``, NaN where not measured yet.
+        timings : dict of str to array_like, optional
+            Per-task timing arrays, stored as ``/metrics/<name>``.
+
+        Raises
+        ------
+        ValueError
+            If ``R`` is not square 2-D, a used entry of its filled part
+            is not finite, or a timing is invalid.
+        """
+        self._check_open()
+        R = _float_array(R, "accuracy matrix")
+        if R.ndim != 2 or R.shape[0] != R.shape[1] or R.shape[0] == 0:
+            raise ValueError(f"accuracy matrix must be square (N, N) with N >= 1, got shape {R.shape}")
+        timings = {} if timings is None else dict(timings)
+        for key in timings:
+            _check_name(key, "timing name")
+            if key == "accuracy_matrix":
+                raise ValueError("timing name 'accuracy_matrix' is reserved for the accuracy matrix")
+        timings = {key: _float_array(value, f"timing {key!r}") for key, value in timings.items()}
+        filled_rows = np.flatnonzero(np.isfinite(R).any(axis=1))
+        n_done = int(filled_rows[-1]) + 1 if len(filled_rows) else 0
+        if n_done:
+            summary = summarize(R[:n_done, :n_done])
+        else:
+            summary = {"ACC": np.nan, "BWT": np.nan, "forgetting": np.nan}
+
+        group = self._file["metrics"]
+        _replace_array(group, "accuracy_matrix", R)
+        group.attrs.update({**summary, "tasks_evaluated": n_done})
+        for key, array in timings.items():
+            _replace_array(group, key, array)
+        self._file.flush()
+
+    def set_attrs(self, **attrs):
+        """Set root attributes (same rules as ``attrs`` of `create`).
+
+        Raises
+        ------
+        ValueError
+            If a name is reserved or a value cannot be stored.
+        """
+        self._check_open()
+        _check_attrs(attrs)
+        self._file.attrs.update(attrs)
+        self._file.flush()
+
+    # ---------------------------------------------------------------- closing
+
+    def flush(self):
+        """Write all buffered data (partial last chunks) and flush the file."""
+        self._check_open()
+        for pop in self._populations.values():
+            for appender in (pop.spike_step, pop.spike_neuron, pop.segment_end):
+                appender.flush()
+        for appender in self._segments.values():
+            appender.flush()
+        self._file.flush()
+
+    def close(self, complete):
+        """Flush, set the root attribute ``complete`` and close the file.
+
+        Closing a closed recorder does nothing.
+
+        Parameters
+        ----------
+        complete : bool
+            Whether the run finished.
+
+        Raises
+        ------
+        ValueError
+            If ``complete`` is not a bool.
+        """
+        if not isinstance(complete, (bool, np.bool_)):
+            raise ValueError(f"complete must be a bool, got {complete!r}")
+        if self._file is None:
+            return
+        try:
+            self.flush()
+            self._file.attrs["complete"] = bool(complete)
+        finally:
+            self._file.close()
+            self._file = None
+
+    @property
+    def closed(self):
+        """bool: Whether the file was closed."""
+        return self._file is None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, traceback):
+        self.close(complete=exc_type is None)
+        return False
+
+    def _check_open(self):
+        if self._file is None:
+            raise ValueError(f"run file {str(self.path)!r} is closed")
+
+
+# -------------------------------------------------------------------- helpers
+
+
+def _appendable(group, name, dtype, chunk):
+    """Create an empty, resizable, compressed 1-D dataset."""
+    return group.create_dataset(
+        name,
+        shape=(0,),
+        maxshape=(None,),
+        dtype=dtype,
+        chunks=(chunk,),
+        compression="lzf",
+        shuffle=True,
+        track_times=False,
+    )
+
+
+def _write_array(group, name, array):
+    """Create dataset ``name`` holding ``array`` (compressed if numeric and non-empty)."""
+    if array.dtype.kind == "U":
+        return group.create_dataset(
+            name, data=array.astype(object), dtype=h5py.string_dtype(), track_times=False
+        )
+    compress = array.ndim > 0 and array.size > 0
+    return group.create_dataset(
+        name,
+        data=array,
+        compression="lzf" if compress else None,
+        shuffle=compress,
+        track_times=False,
+    )
+
+
+def _replace_array(group, name, array):
+    """Overwrite dataset ``name`` with ``array``, in place when shape and dtype match."""
+    if name in group:
+        dataset = group[name]
+        if dataset.shape == array.shape and dataset.dtype == array.dtype:
+            dataset[...] = array
+            return dataset
+        del group[name]
+    return group.create_dataset(name, data=array, track_times=False)
+
+
+def _check_name(name, what):
+    if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
+        raise ValueError(f"{what} must be a non-empty str without '/', got {name!r}")
+
+
+def _check_int(value, what, minimum):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral) or value < minimum:
+        raise ValueError(f"{what} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_attrs(attrs):
+    """Refuse reserved attribute names and values HDF5 attributes cannot hold."""
+    if not isinstance(attrs, Mapping):
+        raise ValueError(f"attrs must be a dict, got {type(attrs).__name__}")
+    for key, value in attrs.items():
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"attribute names must be non-empty str, got {key!r}")
+        if key in _RESERVED_ATTRS:
+            raise ValueError(f"attribute {key!r} is set by the recorder; reserved: {list(_RESERVED_ATTRS)}")
+        kind = None if value is None or isinstance(value, Mapping) else np.asarray(value).dtype.kind
+        if kind not in ("b", "i", "u", "f", "U", "S"):
+            raise ValueError(
+                f"attribute {key!r}: cannot store {value!r}; expected str, bytes, number, bool "
+                "or a numeric array (encode mappings as JSON text)"
+            )
+
+
+def _check_integer_dtype(array, what):
+    if array.dtype.kind not in "iu":
+        raise ValueError(f"{what} must hold integers, got dtype {array.dtype}")
+
+
+def _integer_vector(values, what):
+    """Return ``values`` as a 1-D integer array (an empty input may have any dtype)."""
+    array = np.asarray(values)
+    if array.ndim != 1:
+        raise ValueError(f"{what} must be 1-D, got shape {array.shape}")
+    if array.size == 0:
+        return array.astype(np.int64)
+    _check_integer_dtype(array, what)
+    return array
+
+
+def _check_range(array, low, high, what):
+    """Raise ValueError unless ``low <= array < high`` everywhere."""
+    if array.size == 0:
+        return
+    smallest, largest = int(array.min()), int(array.max())
+    if smallest < low or largest >= high:
+        position = int(np.argmin(array)) if smallest < low else int(np.argmax(array))
+        value = smallest if smallest < low else largest
+        raise ValueError(
+            f"{what}: value {value} at position {position} is out of range, "
+            f"expected {low} <= value < {high}"
+        )
+
+
+def _float_array(values, what):
+    array = np.asarray(values)
+    if array.dtype.kind not in "biuf":
+        raise ValueError(f"{what} must be numeric, got dtype {array.dtype}")
+    return array.astype(np.float64)
+
+
+def _storable_array(values, what):
+    array = np.asarray(values)
+    if array.dtype.kind not in "biufU":
+        raise ValueError(f"{what} must be a numeric, bool or str array, got dtype {array.dtype}")
+    return array
