@@ -30,7 +30,8 @@ def lateral_spec(section: dict) -> LateralSpec:
     return LateralSpec(
         first_task=tuple(section["first_task"]),
         per_task=tuple(section["per_task"]),
-        hebbian_rate=parse_quantity(section["hebbian_rate"], Hz, name="lateral.hebbian_rate", positive=True),
+        hebbian_rate=tuple(parse_quantity(rate, Hz, name="lateral.hebbian_rate", positive=True)
+                           for rate in section["hebbian_rate"]),
         copies=section["copies"],
         dt=parse_quantity(section["dt"], ms, name="lateral.dt", positive=True),
         window=parse_quantity(section["window"], ms, name="lateral.window", positive=True),

@@ -23,8 +23,10 @@ class LateralSpec:
         Subspace neurons added at task 0, one entry per weight layer (input layer first).
     per_task : tuple of int
         Subspace neurons added at each later task, per weight layer.
-    hebbian_rate : Quantity
-        ``η`` in ``dH/dt = η y r`` (1/second), per simulated copy of the circuit.
+    hebbian_rate : tuple of Quantity
+        ``η`` in ``dH/dt = η y r`` (1/second) per weight layer, per simulated copy of the circuit.
+        Stability needs ``η · dt · copies · λ_max < 1`` with ``λ_max`` the largest eigenvalue of
+        ``E[x xᵀ]``; wider, busier layers need a smaller ``η``.
     copies : int
         In how many of the parallel network copies the circuit is simulated (≤ batch size); the
         copies share ``H``: their plastic changes are summed at the end of every batch.
@@ -39,22 +41,25 @@ class LateralSpec:
 
     first_task: tuple[int, ...]
     per_task: tuple[int, ...]
-    hebbian_rate: Quantity
+    hebbian_rate: tuple[Quantity, ...]
     dt: Quantity
     window: Quantity
     copies: int = 32
     neuron: str = "graded"
 
     def __post_init__(self):
-        if len(self.first_task) != len(self.per_task):
-            raise ValueError(f"lateral.first_task {self.first_task} and lateral.per_task {self.per_task} "
-                             "must name the same number of layers")
+        if not len(self.first_task) == len(self.per_task) == len(self.hebbian_rate):
+            raise ValueError(f"lateral.first_task {self.first_task}, lateral.per_task {self.per_task} and "
+                             f"lateral.hebbian_rate {self.hebbian_rate} must name the same number of layers")
         for value in (*self.first_task, *self.per_task):
             if not (isinstance(value, int) and value >= 0):
                 raise ValueError(f"lateral neuron count {value!r} must be a non-negative integer")
         if not (isinstance(self.copies, int) and self.copies > 0):
             raise ValueError(f"lateral.copies = {self.copies!r} must be a positive integer")
-        for name in ("hebbian_rate", "dt", "window"):
+        for rate in self.hebbian_rate:
+            if not float(rate) > 0:
+                raise ValueError(f"lateral.hebbian_rate = {rate} must be positive")
+        for name in ("dt", "window"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"lateral.{name} = {getattr(self, name)} must be positive")
         if self.neuron not in NEURON_KINDS:

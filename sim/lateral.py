@@ -51,6 +51,8 @@ class GradedLateralCircuit:
     sizes_per_task : list of int
         Subspace neurons added at each task (already capped at ``n``).
     spec : LateralSpec
+    hebbian_rate : Quantity
+        This layer's ``η`` (1/second).
     presentation, dt : Quantity
         Presentation length and network time step.
     rng : numpy.random.Generator
@@ -67,7 +69,7 @@ class GradedLateralCircuit:
     """
 
     def __init__(self, name: str, pre_group, n_inputs: int, sizes_per_task: list[int], spec: LateralSpec,
-                 presentation: Quantity, dt: Quantity, rng: np.random.Generator):
+                 hebbian_rate: Quantity, presentation: Quantity, dt: Quantity, rng: np.random.Generator):
         self.name = name
         self.n_inputs = n = n_inputs
         self.sizes_per_task = list(sizes_per_task)
@@ -81,19 +83,20 @@ class GradedLateralCircuit:
         n_steps = int(round(float(presentation / dt)))
         open_after = presentation - spec.window
 
-        self.x = NeuronGroup(c * n, "x : 1\nxhat : 1", dt=dt, name=f"{name}_x")
-        self.y = NeuronGroup(c * k, "y : 1\nplastic : 1\nt_start : second (shared)", dt=dt,
+        # x and y live on the lateral clock: Brian2 runs a summed variable's update on its *target*
+        # group's clock, so this is what makes y = Hx and xhat = Hᵀy cost once per lateral step.
+        self.x = NeuronGroup(c * n, "x : 1\nxhat : 1", dt=spec.dt, name=f"{name}_x")
+        self.y = NeuronGroup(c * k, "y : 1\nplastic : 1\nt_start : second (shared)", dt=spec.dt,
                              name=f"{name}_y")
         self.drive = Synapses(pre_group, self.x, on_pre="x_post += x_gain", dt=dt, name=f"{name}_drive",
                               namespace={"x_gain": 1.0 / n_steps})
         self.drive.connect(i=one_to_one_indices(c, n)[0], j=one_to_one_indices(c, n)[1])
         self.forward = Synapses(
             self.x, self.y,
-            model="""H : 1
-                     y_post = H * x_pre : 1 (summed)
+            model="""y_post = H * x_pre : 1 (summed)
                      dH/dt = int(t - t_start_post > open_after) * plastic_post * eta * y_post * (x_pre - xhat_pre) : 1 (clock-driven)""",
             method="euler", dt=spec.dt, name=f"{name}_forward",
-            namespace={"eta": spec.hebbian_rate, "open_after": open_after - dt / 2})
+            namespace={"eta": hebbian_rate, "open_after": open_after - dt / 2})
         self.feedback = Synapses(self.y, self.x, model="H : 1\nxhat_post = H * y_pre : 1 (summed)",
                                  dt=spec.dt, name=f"{name}_feedback")
         # Both weight arrays are laid out (copy, subspace neuron, input): reshape → (C, K, n).

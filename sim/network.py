@@ -144,7 +144,8 @@ class SimNetwork:
                 sizes_per_task = lateral.neurons_per_task(layer, n_tasks, sizes[layer], layer_name=name)
                 self.lateral.append(GradedLateralCircuit(
                     name=f"lateral_{name}", pre_group=self.groups[layer], n_inputs=sizes[layer],
-                    sizes_per_task=sizes_per_task, spec=lateral, presentation=spec.presentation,
+                    sizes_per_task=sizes_per_task, spec=lateral, hebbian_rate=lateral.hebbian_rate[layer],
+                    presentation=spec.presentation,
                     dt=spec.dt, rng=rng))
 
         self._callback: BatchCallback | None = None
