@@ -9,7 +9,7 @@ import json
 import platform
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +97,11 @@ def run_continual(config: dict, method_name: str, out: Path | None, *, overwrite
     dataset = load_digits(test_size=config["data"]["test_size"], split_seed=config["data"]["split_seed"])
     seeds = np.random.SeedSequence(seed).spawn(4)
     task_rng, init_rng, order_rng, spike_rng = (np.random.default_rng(s) for s in seeds)
+    train_size = config["data"]["train_size"]
+    if not 0 <= train_size <= len(dataset.y_train):
+        raise ValueError(f"data.train_size = {train_size} must be between 0 (all) and {len(dataset.y_train)}")
+    if train_size:
+        dataset = replace(dataset, x_train=dataset.x_train[:train_size], y_train=dataset.y_train[:train_size])
     tasks = permuted_tasks(dataset, n_tasks, task_rng)
     spec = network_spec(config["network"], dataset.n_features, dataset.n_classes)
     lateral = lateral_spec(config["lateral"]) if method.uses_lateral else None

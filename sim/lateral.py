@@ -21,16 +21,16 @@ Synapses (lateral clock ``dt_L``):
 
 Sign coding: graded units carry signed values directly (``y`` and ``H`` may be negative).
 
-Weight sharing across copies: every copy integrates its own change of ``H`` during a batch; at the
-end of the batch the changes are summed into the shared ``H`` (a Numba kernel) and all copies,
-forward and feedback, are set to it. Frozen neurons (``plastic = 0``) change by exactly zero.
+Weight sharing across copies: every copy makes its own Euler step of ``H``; after each plastic step
+the changes are summed into the shared ``H`` (a Numba kernel) and all copies, forward and feedback,
+are set to it. Frozen neurons (``plastic = 0``) change by exactly zero.
 Growth: all neurons a run will ever need are allocated at build time with ``H = 0`` (silent); a new
 task's neurons get orthonormal initial rows and ``plastic = 1``; at the end of the task they freeze.
 """
 from __future__ import annotations
 
 import numpy as np
-from brian2 import NeuronGroup, Quantity, Synapses, second
+from brian2 import NetworkOperation, NeuronGroup, Quantity, Synapses, second
 
 from models.lateral import LateralSpec
 from sim.blocks import block_diagonal_indices, one_to_one_indices
@@ -111,7 +111,11 @@ class GradedLateralCircuit:
         self._forward_view = self.forward.variables["H"].get_value().reshape(c, k, n)
         self._feedback_view = self.feedback.variables["H"].get_value().reshape(c, k, n)
         self._plastic = np.zeros(k, dtype=bool)
-        self.objects = [self.x, self.y, self.drive, self.forward, self.feedback]
+        self._open_after = float((open_after - dt / 2) / second)
+        self._t_start = 0.0
+        # After every plastic lateral step the copies' changes are summed into the shared H.
+        self.sync = NetworkOperation(self._sync_step, dt=spec.dt, when="end", name=f"{name}_sync")
+        self.objects = [self.x, self.y, self.drive, self.forward, self.feedback, self.sync]
         self._write_copies()
 
     # -- growth and freezing -------------------------------------------------------------------
@@ -158,10 +162,18 @@ class GradedLateralCircuit:
         """Clear the presynaptic integrators and start the plasticity timer."""
         self.x.x = 0.0
         self.y.t_start = t
+        self._t_start = float(t / second)
 
-    def end_batch(self) -> None:
-        """Sum every copy's plastic change into the shared H and reset all copies to it."""
+    def _sync_step(self) -> None:
+        """Sum every copy's plastic change into the shared H and reset all copies to it.
+
+        Called at the end of every lateral step; only steps inside the plasticity window changed
+        anything. Summing over copies after each Euler step makes the shared ``H`` follow
+        ``dH/dt = η Σ_c y_c r_cᵀ`` exactly, the batch form of Oja's rule.
+        """
         if not self._plastic.any():
+            return
+        if float(self.sync.clock.t / second) - self._t_start <= self._open_after:
             return
         reduce_shared_weights(self._forward_view, self.H, self._plastic)
         self._feedback_view[:] = self.H[None]

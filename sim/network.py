@@ -244,9 +244,6 @@ class SimNetwork:
         if self._callback is not None:
             if self._callback(BatchActivity(batch=k, samples=samples, rates=rates)):
                 self.push_weights()
-        if self._lateral_on:
-            for circuit in self.lateral:
-                circuit.end_batch()
         if self._progress is not None:
             self._progress.update(1)
         run["batch"] = k + 1
