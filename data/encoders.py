@@ -201,3 +201,35 @@ def poisson_encode(
         n_neurons=n_neurons,
         n_steps=n_steps,
     )
+
+
+def regular_encode(x: np.ndarray, max_rate_hz: float, dt_s: float, n_steps: int) -> SpikeTrains:
+    """Encode intensities as regular (deterministic) spike trains with the same rates.
+
+    Neuron ``j`` of sample ``i`` fires at step ``k`` when ``floor((k + 1) p) > floor(k p)`` with
+    ``p = x[i, j] * max_rate_hz * dt_s``: evenly spaced spikes, ``floor(n_steps · p)`` in total.
+    A noise-free counterpart of `poisson_encode`, for tests that need exactly known rates.
+
+    Parameters
+    ----------
+    x : np.ndarray
+        Shape (n_samples, n_neurons), intensities in [0, 1].
+    max_rate_hz, dt_s, n_steps
+        As in `poisson_encode`.
+
+    Returns
+    -------
+    SpikeTrains
+        Spikes sorted by (sample, step, neuron).
+    """
+    x = check_matrix("x", x, low=0.0, high=1.0)
+    p_max = check_positive("max_rate_hz", max_rate_hz) * check_positive("dt_s", dt_s)
+    n_steps = check_int("n_steps", n_steps, minimum=1)
+    if p_max > 1.0:
+        raise ValueError(f"max_rate_hz * dt_s = {p_max:g} must be <= 1 (spike probability per step)")
+    p = x * p_max
+    k = np.arange(n_steps + 1, dtype=np.float64)[None, :, None]
+    spikes_so_far = np.floor(k * p[:, None, :] + 1e-9)  # (n_samples, n_steps + 1, n_neurons)
+    fired = np.diff(spikes_so_far, axis=1) > 0
+    s, t, j = np.unravel_index(np.flatnonzero(fired), fired.shape)
+    return SpikeTrains(sample=s, step=t, neuron=j, n_samples=x.shape[0], n_neurons=x.shape[1], n_steps=n_steps)

@@ -85,3 +85,45 @@ def top_subspace(x: np.ndarray, k: int) -> np.ndarray:
     k = check_int("k", k, minimum=1, maximum=min(x.shape))
     _, _, vt = np.linalg.svd(x, full_matrices=False)
     return vt[:k].T
+
+
+def prototype_mixture_rates(
+    n_inputs: int,
+    rank: int,
+    n_samples: int,
+    rng: np.random.Generator,
+    concentration: float = 0.2,
+    noise: float = 0.01,
+    density: float = 0.4,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Nonnegative inputs near a ``rank``-dimensional subspace with a well-spread spectrum.
+
+    Each sample mixes ``rank`` sparse prototypes (entries uniform in [0.3, 1] on a random
+    ``density`` fraction of inputs, else 0) with Dirichlet(``concentration``) weights: a small
+    concentration makes most samples close to one prototype, like stimuli of a few categories.
+    Unlike `low_rank_rates`, whose shared mean dominates ``E[x xᵀ]`` (eigenvalue ratios of
+    ~100), the top ``rank`` eigenvalues here are within a factor of a few of each other, so a
+    Hebbian circuit can learn all of them in a short test. ``noise * |N(0, 1)|`` is added and the
+    result clipped to [0, 1].
+
+    Returns
+    -------
+    x : np.ndarray
+        Shape (n_samples, n_inputs), values in [0, 1].
+    basis : np.ndarray
+        Shape (n_inputs, rank): orthonormal basis of the prototypes' span.
+    """
+    n_inputs = check_int("n_inputs", n_inputs, minimum=1)
+    rank = check_int("rank", rank, minimum=1, maximum=n_inputs)
+    n_samples = check_int("n_samples", n_samples, minimum=1)
+    rng = check_rng(rng)
+    for name, value in (("concentration", concentration), ("density", density)):
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} = {value!r} must be a positive number")
+    if not (math.isfinite(noise) and noise >= 0):
+        raise ValueError(f"noise = {noise!r} must be a non-negative number")
+    prototypes = rng.uniform(0.3, 1.0, (rank, n_inputs)) * (rng.random((rank, n_inputs)) < density)
+    weights = rng.dirichlet(np.full(rank, concentration), size=n_samples)
+    x = np.clip(weights @ prototypes + noise * np.abs(rng.normal(size=(n_samples, n_inputs))), 0.0, 1.0)
+    basis, _ = np.linalg.qr(prototypes.T)
+    return x, basis

@@ -32,6 +32,9 @@ def configure(target: str = "cython", *, log_level: str = "WARNING") -> None:
     # on 2 shared cores (brian2-notes.md: 2-thread runs collapsed under contention).
     brian2.prefs.core.default_float_dtype = brian2.float64
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # The lateral circuits deliberately run their units on a coarser clock than the spikes that
+    # drive them (sim/lateral.py); Brian2 warns about every such pathway.
+    brian2.BrianLogger.suppress_name("synapses_dt_mismatch")
 
 
 def current_target() -> str:

@@ -1,6 +1,5 @@
 """Tests of the data package: digits split, permuted tasks, spike encoding, synthetic streams."""
 
-import time
 
 import numpy as np
 import pytest

@@ -1,0 +1,90 @@
+"""The Brian2 lateral circuit learns the principal subspace of its input (method.md §2–4).
+
+Driven by regular spike trains whose rates lie in a known low-dimensional subspace, the simulated
+synapses must end up spanning the top-k PCA subspace of the same rates, with orthonormal rows;
+frozen neurons must not change; new neurons must learn the residual of a second stream.
+"""
+import numpy as np
+import pytest
+from brian2 import Hz, ms, mV
+from scipy.linalg import subspace_angles
+
+from data import prototype_mixture_rates, regular_encode, top_subspace
+from models.lateral import LateralSpec
+from models.network import NetworkSpec
+from models.neurons import lif
+from sim.network import SimNetwork
+
+N_INPUTS, RANK = 20, 3
+MAX_RATE, DT, STEPS = 500.0, 1e-3, 40
+
+
+def circuit_network(first_task, per_task, rate=15 * Hz):
+    """A network whose input layer carries a lateral circuit; no supervised learning is run."""
+    spec = NetworkSpec(input_size=N_INPUTS, hidden_sizes=(), output_size=2, neuron=lif(), dt=DT * 1000 * ms,
+                       presentation=STEPS * ms, input_max_rate=MAX_RATE * Hz, batch_size=32)
+    lateral = LateralSpec(first_task=(first_task, 0), per_task=(per_task, 0),
+                          hebbian_rate=(rate, 1 * Hz), dt=5 * ms, window=20 * ms, copies=32)
+    return SimNetwork(spec, np.random.default_rng(0), lateral=lateral, n_tasks=2, record_spikes=False)
+
+
+def learn(net, circuit, task, rates, epochs):
+    circuit.grow(task)
+    net.set_lateral_learning(True)
+    spikes = regular_encode(rates, MAX_RATE, DT, STEPS)
+    for _ in range(epochs):
+        net.present(spikes)
+    net.set_lateral_learning(False)
+
+
+def max_angle_deg(H, basis):
+    return float(np.degrees(subspace_angles(H.T, basis)).max())
+
+
+@pytest.fixture(scope="module")
+def streams():
+    rng = np.random.default_rng(3)
+    first, _ = prototype_mixture_rates(N_INPUTS, RANK, 640, rng)
+    second, _ = prototype_mixture_rates(N_INPUTS, RANK, 640, rng)
+    return first, second
+
+
+def test_learns_top_pca_subspace_with_orthonormal_rows(streams):
+    first, _ = streams
+    net = circuit_network(RANK, RANK)
+    circuit = net.lateral[0]
+    learn(net, circuit, 0, first, epochs=2)
+    H = circuit.grown_H
+    reference = top_subspace(first, RANK)
+    assert max_angle_deg(H, reference) < 5.0
+    assert np.linalg.norm(H @ H.T - np.eye(RANK)) < 0.1
+    assert circuit.copies_agree()
+
+
+def test_frozen_neurons_stay_bit_identical_and_new_ones_learn_the_residual(streams):
+    first, second = streams
+    net = circuit_network(RANK, RANK)
+    circuit = net.lateral[0]
+    learn(net, circuit, 0, first, epochs=2)
+    circuit.freeze()
+    frozen_before = circuit.frozen_H.copy()
+    learn(net, circuit, 1, second, epochs=2)
+    assert np.array_equal(circuit.frozen_H, frozen_before)
+
+    new = circuit.grown_H[RANK:]
+    residual = second - (second @ frozen_before.T) @ frozen_before
+    assert max_angle_deg(new, top_subspace(residual, RANK)) < 5.0
+    assert np.linalg.norm(new @ new.T - np.eye(RANK)) < 0.1
+    # New neurons are orthogonal to the frozen ones: together they are one orthonormal basis.
+    both = circuit.grown_H
+    assert np.linalg.norm(both @ both.T - np.eye(2 * RANK)) < 0.15
+
+
+def test_no_plasticity_without_learning(streams):
+    first, _ = streams
+    net = circuit_network(RANK, RANK)
+    circuit = net.lateral[0]
+    circuit.grow(0)
+    before = circuit.H.copy()
+    net.present(regular_encode(first[:64], MAX_RATE, DT, STEPS))  # lateral circuits switched off
+    assert np.array_equal(circuit.H, before)
