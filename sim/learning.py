@@ -6,7 +6,8 @@ cost). The network's forward pass is the Brian2 simulation; the backward pass us
 rates ``a_l`` and this map:
 
 - mean input of layer l:   ``u_l = a_{l-1} W_lᵀ``
-- output credit:            ``δ_L = ∂CE(softmax(s · a_L), label) / ∂a_L`` (straight through the output map)
+- output credit:            ``δ_L = ∂CE(softmax(s · a_L), label) / ∂a_L`` (straight through the output map),
+  summed over the batch's samples and divided by the batch size
 - hidden credit:            ``δ_l = (δ_{l+1} W_{l+1}) ⊙ 1[0 < u_l < 1]``
 - weight update:            ``ΔW_l = −η δ_lᵀ (a_{l-1} − (a_{l-1} Hᵀ) H)`` with ``H`` the projection rows
   (none for plain fine-tuning; the frozen lateral neurons for HLOP).
@@ -44,6 +45,10 @@ def credit(weights: Sequence[np.ndarray], rates: Sequence[np.ndarray], labels: n
         Mean cross-entropy over valid rows.
     """
     delta, loss = output_credit(rates[-1], labels, logit_scale, valid)
+    # output_credit averages over the valid rows; rescale so the step is the sum over samples
+    # divided by the full batch size: a last, partial batch of 3 samples must make a step 3/B as
+    # large, not one as large as a whole batch (that overshoot measurably wrecked whole tasks).
+    delta *= valid.sum() / len(valid)
     deltas = [delta]
     for layer in range(len(weights) - 1, 0, -1):
         u = rates[layer - 1] @ weights[layer - 1].T

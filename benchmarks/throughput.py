@@ -1,0 +1,147 @@
+"""Training throughput: hlopsim's batched runs against a naive one-``run()``-per-sample Brian2 loop.
+
+Measured in one process, on the same network (the permuted-digits defaults), the same input coding
+and the same learning rule, with a warm code cache (every variant first runs once untimed):
+
+- ``hlop`` and ``finetune``: `protocols.continual`-style training epochs through `SimNetwork.present`
+  (``batch_size`` samples side by side, one Brian2 run per epoch, updates at batch boundaries);
+- ``naive``: a plain Brian2 network of one copy, ``net.run(presentation)`` once per sample, spike
+  counts read from monitors and the same DSR update applied after every sample.
+
+Prints samples/s of each and the ratios; exit code 0. Usage::
+
+    python benchmarks/throughput.py [--samples N] [--naive-samples N] [--target cython|numpy]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+
+def batched_rate(method_name: str, config: dict, x: np.ndarray, y: np.ndarray, repeats: int) -> float:
+    from brian2 import Hz, second
+    from data import poisson_encode
+    from models.from_config import lateral_spec, network_spec
+    from protocols.methods import make_method
+    from sim.learning import apply_update, credit
+    from sim.network import SimNetwork
+
+    method = make_method(method_name)
+    spec = network_spec(config["network"], x.shape[1], 10)
+    lateral = lateral_spec(config["lateral"]) if method.uses_lateral else None
+    net = SimNetwork(spec, np.random.default_rng(0), lateral=lateral, n_tasks=config["protocol"]["tasks"],
+                     record_spikes=False)
+    rng = np.random.default_rng(1)
+    learn = config["learning"]
+    method.begin_task(net, 0)
+    net.set_lateral_learning(method.uses_lateral)
+    # Task 1 of HLOP is the typical case: frozen neurons project, new neurons learn.
+    method.end_task(net, 0)
+    method.begin_task(net, 1)
+    net.set_lateral_learning(method.uses_lateral)
+
+    def on_batch(batch):
+        valid = batch.valid
+        deltas, _ = credit(net.weights, batch.rates, y[np.where(valid, batch.samples, 0)], valid,
+                           learn["logit_scale"])
+        apply_update(net.weights, deltas, batch.rates, method.projections(net), learn["lr"])
+        return True
+
+    rate_hz, dt_s = float(spec.input_max_rate / Hz), float(spec.dt / second)
+    net.present(poisson_encode(x, rate_hz, dt_s, spec.n_steps, rng), on_batch=on_batch)  # warm-up
+    best = 0.0
+    for _ in range(repeats):
+        spikes = poisson_encode(x, rate_hz, dt_s, spec.n_steps, rng)
+        tick = time.perf_counter()
+        net.present(spikes, on_batch=on_batch)
+        best = max(best, len(y) / (time.perf_counter() - tick))
+    return best
+
+
+def naive_rate(config: dict, x: np.ndarray, y: np.ndarray) -> float:
+    """One Brian2 ``run()`` per sample: the loop a first Brian2 script would write."""
+    from brian2 import (Hz, Network, NeuronGroup, SpikeGeneratorGroup, SpikeMonitor, Synapses, second,
+                        volt)
+    from data import poisson_encode
+    from models.from_config import network_spec
+    from sim.learning import apply_update, credit
+
+    spec = network_spec(config["network"], x.shape[1], 10)
+    model = spec.neuron
+    sizes = spec.layer_sizes
+    rng = np.random.default_rng(0)
+    groups = [SpikeGeneratorGroup(sizes[0], [], [] * second, dt=spec.dt, name="naive_input")]
+    for i, size in enumerate(sizes[1:]):
+        groups.append(NeuronGroup(size, model.equations, threshold=model.threshold, reset=model.reset,
+                                  method=model.method, dt=spec.dt, name=f"naive_layer_{i + 1}",
+                                  namespace=dict(model.parameters)))
+    synapses, weights = [], []
+    for i in range(len(sizes) - 1):
+        syn = Synapses(groups[i], groups[i + 1], "w : volt", on_pre="v_post += w", dt=spec.dt, name=f"naive_w_{i + 1}")
+        pre, post = np.meshgrid(np.arange(sizes[i]), np.arange(sizes[i + 1]))  # (post, pre) order
+        syn.connect(i=pre.ravel(), j=post.ravel())
+        synapses.append(syn)
+        weights.append(rng.normal(0, spec.init_gain / np.sqrt(sizes[i]), (sizes[i + 1], sizes[i])))
+    monitors = [SpikeMonitor(g, record=False, name=f"naive_count_{g.name}") for g in groups]
+    net = Network(*groups, *synapses, *monitors, name="naive_network")
+    cost = float(model.spike_cost / volt)
+    for syn, w in zip(synapses, weights):
+        syn.w_[:] = (w * cost).ravel()
+    spikes = poisson_encode(x, float(spec.input_max_rate / Hz), float(spec.dt / second), spec.n_steps, rng)
+    learn = config["learning"]
+    valid = np.ones(1, dtype=bool)
+    no_projection = [np.zeros((0, w.shape[1])) for w in weights]
+
+    def one_sample(s: int, last: list[np.ndarray]):
+        sel = spikes.sample == s
+        groups[0].set_spikes(spikes.neuron[sel], (spikes.step[sel] + int(round(float(net.t / spec.dt)))) * spec.dt)
+        for g in groups[1:]:
+            g.v = 0 * volt
+        net.run(spec.presentation)
+        rates = []
+        for k, mon in enumerate(monitors):
+            total = np.asarray(mon.count[:])
+            rates.append(((total - last[k]) / spec.n_steps)[None, :])
+            last[k] = total
+        deltas, _ = credit(weights, rates, y[s:s + 1], valid, learn["logit_scale"])
+        apply_update(weights, deltas, rates, no_projection, learn["lr"])
+        for syn, w in zip(synapses, weights):
+            syn.w_[:] = (w * cost).ravel()
+
+    last = [np.zeros(g.N, dtype=np.int64) for g in groups]
+    one_sample(0, last)  # warm-up and compilation
+    tick = time.perf_counter()
+    for s in range(1, len(y)):
+        one_sample(s, last)
+    return (len(y) - 1) / (time.perf_counter() - tick)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--samples", type=int, default=1347, help="training samples per batched measurement")
+    parser.add_argument("--naive-samples", type=int, default=200, help="samples for the naive loop")
+    parser.add_argument("--repeats", type=int, default=3, help="timed epochs per batched method (best kept)")
+    parser.add_argument("--target", default="cython", choices=["cython", "numpy"])
+    args = parser.parse_args()
+
+    from data import load_digits
+    from protocols.config import load_protocol
+    from sim import prefs
+
+    prefs.configure(args.target)
+    config = load_protocol("permuted-digits")
+    digits = load_digits()
+    x, y = digits.x_train[: args.samples], digits.y_train[: args.samples]
+    rates = {m: batched_rate(m, config, x, y, args.repeats) for m in ("hlop", "finetune")}
+    rates["naive"] = naive_rate(config, x[: args.naive_samples], y[: args.naive_samples])
+    print(f"network {config['network']['hidden']} hidden, batch {config['network']['batch_size']}, "
+          f"target {args.target}")
+    print(f"{'variant':10s} {'train samples/s':>16s} {'× naive':>8s}")
+    for name, rate in rates.items():
+        print(f"{name:10s} {rate:16.0f} {rate / rates['naive']:8.1f}")
+
+
+if __name__ == "__main__":
+    main()
