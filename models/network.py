@@ -1,6 +1,7 @@
 """The feed-forward spiking network as a spec: layer sizes, neuron model, clocks, input coding."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from brian2 import Quantity
@@ -64,7 +65,7 @@ class NetworkSpec:
         if float(self.input_max_rate * self.dt) > 1:
             raise ValueError(
                 f"network.input_max_rate = {self.input_max_rate} gives more than one spike per dt = {self.dt}")
-        if not self.init_gain > 0:
+        if not (math.isfinite(self.init_gain) and self.init_gain > 0):
             raise ValueError(f"network.init_gain = {self.init_gain!r} must be positive")
 
     @property

@@ -6,6 +6,7 @@ reported when a spec is built, not in the middle of a run.
 """
 from __future__ import annotations
 
+import math
 import re
 
 import brian2
@@ -66,6 +67,8 @@ def parse_quantity(text, unit: Unit, *, name: str = "value", positive: bool = Fa
         brian2.units.fundamentalunits.fail_for_dimension_mismatch(value, unit)
     except DimensionMismatchError:
         raise ValueError(f"{name} = {text!r} has the wrong dimensions; expected a value in {unit!r}") from None
+    if not math.isfinite(float(value / unit)):
+        raise ValueError(f"{name} = {text!r} must be finite")
     if positive and not float(value / unit) > 0:
         raise ValueError(f"{name} = {text!r} must be positive")
     return value

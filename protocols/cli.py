@@ -8,6 +8,7 @@ value and what is expected, and exit code 2. Nothing already written is touched.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -15,8 +16,16 @@ from protocols.config import PROTOCOLS, ConfigError, apply_overrides, load_proto
 from protocols.methods import METHODS
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line (like every other error of the CLI) and exit 2."""
+
+    def error(self, message):
+        self.exit(2, f"hlopsim: error: {message} (see hlopsim {self.prog.split()[-1]} --help)\n"
+                  if " " in self.prog else f"hlopsim: error: {message} (see hlopsim --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hlopsim", description="Continual learning in spiking networks with HLOP.")
+    parser = _Parser(prog="hlopsim", description="Continual learning in spiking networks with HLOP.")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a continual-learning protocol")
     run.add_argument("protocol", help=f"one of: {', '.join(PROTOCOLS)}")
@@ -80,12 +89,14 @@ def _run(args) -> int:
     for m in methods:
         if m not in METHODS:
             raise ConfigError(f"--method {m!r} is unknown; expected one of {', '.join(METHODS)}")
+    if len(set(methods)) != len(methods):
+        raise ConfigError(f"--method {args.method!r} names a method twice")
     if not methods:
         raise ConfigError(f"--method {args.method!r} names no method; expected one of {', '.join(METHODS)}")
     if config["protocol"]["seed"] < 0:
         raise ConfigError(f"protocol.seed = {config['protocol']['seed']} must be non-negative")
     paths = _output_paths(args, methods)
-    _check_specs(config)
+    _check_specs(config, uses_lateral=any(METHODS[m].uses_lateral for m in methods))
 
     from protocols.continual import run_continual
     results = []
@@ -99,20 +110,25 @@ def _run(args) -> int:
     return 0
 
 
-def _check_specs(config: dict) -> None:
+def _check_specs(config: dict, uses_lateral: bool) -> None:
     """Build the specs once before any simulation, so that bad values fail fast and cleanly."""
     from models.from_config import lateral_spec, network_spec
     for key in ("tasks", "epochs"):
         if config["protocol"][key] < 1:
             raise ConfigError(f"protocol.{key} = {config['protocol'][key]} must be at least 1")
     for key in ("lr", "logit_scale"):
-        if not config["learning"][key] > 0:
-            raise ConfigError(f"learning.{key} = {config['learning'][key]} must be positive")
+        value = config["learning"][key]
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"learning.{key} = {value} must be a finite positive number")
     if config["sim"]["target"] not in ("numpy", "cython"):
         raise ConfigError(f"sim.target = {config['sim']['target']!r} is unknown; expected 'numpy' or 'cython'")
     spec = network_spec(config["network"], 1, 1)
     lateral = lateral_spec(config["lateral"])
-    if lateral.copies > spec.batch_size:
+    n_layers = len(spec.weight_names)
+    if uses_lateral and len(lateral.first_task) != n_layers:
+        raise ConfigError(f"lateral.first_task = {list(lateral.first_task)} (and per_task, hebbian_rate) must have "
+                          f"one entry per weight layer: {n_layers} for network.hidden = {list(spec.hidden_sizes)}")
+    if uses_lateral and lateral.copies > spec.batch_size:
         raise ConfigError(f"lateral.copies = {lateral.copies} must not exceed network.batch_size = {spec.batch_size}")
 
 

@@ -138,6 +138,9 @@ class SimNetwork:
 
         self.lateral: list[GradedLateralCircuit] = []
         if lateral is not None:
+            if len(lateral.first_task) != len(spec.weight_names):
+                raise ValueError(f"lateral specs name {len(lateral.first_task)} layers; the network has "
+                                 f"{len(spec.weight_names)} weight layers")
             if lateral.copies > batch:
                 raise ValueError(f"lateral.copies = {lateral.copies} must not exceed network.batch_size = {batch}")
             for layer, name in enumerate(spec.weight_names):
