@@ -15,11 +15,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data import load_digits, permuted_tasks, poisson_encode
+from data import load_digits, permuted_tasks, poisson_encode, regular_encode
 from data.encoders import SpikeTrains
 from protocols.config import to_text
 from protocols.methods import make_method
 from protocols.metrics import summarize
+
+
+ENCODERS = ("poisson", "regular")
 
 
 @dataclass
@@ -108,8 +111,17 @@ def run_continual(config: dict, method_name: str, out: Path | None, *, overwrite
     net = SimNetwork(spec, init_rng, lateral=lateral, n_tasks=n_tasks,
                      record_spikes=config["sim"]["record_spikes"] and out is not None)
     rate_hz, dt_s, n_steps = float(spec.input_max_rate / Hz), float(spec.dt / second), spec.n_steps
+    coding = config["data"]["encoder"]
+    if coding not in ENCODERS:
+        raise ValueError(f"data.encoder = {coding!r} is unknown; expected one of {', '.join(ENCODERS)}")
+
+    def encode(x):
+        if coding == "regular":
+            return regular_encode(x, rate_hz, dt_s, n_steps)
+        return poisson_encode(x, rate_hz, dt_s, n_steps, spike_rng)
+
     # The test spikes are drawn once, so every evaluation sees exactly the same input.
-    test_spikes = concat_spikes([poisson_encode(t.x_test, rate_hz, dt_s, n_steps, spike_rng) for t in tasks])
+    test_spikes = concat_spikes([encode(t.x_test) for t in tasks])
     test_task = np.concatenate([np.full(len(t.y_test), t.index) for t in tasks])
     test_labels = np.concatenate([t.y_test for t in tasks])
     test_trial = np.concatenate([np.arange(len(t.y_test)) for t in tasks])
@@ -140,7 +152,7 @@ def run_continual(config: dict, method_name: str, out: Path | None, *, overwrite
             for epoch in range(n_epochs):
                 order = order_rng.permutation(len(task.y_train))
                 labels = task.y_train[order]
-                spikes = poisson_encode(task.x_train[order], rate_hz, dt_s, n_steps, spike_rng)
+                spikes = encode(task.x_train[order])
 
                 def on_batch(batch):
                     valid = batch.valid
