@@ -142,34 +142,36 @@ def run_continual(config: dict, method_name: str, out: Path | None, *, overwrite
 
     R = np.full((n_tasks, n_tasks), np.nan)
     losses, train_seconds, train_samples = [], 0.0, 0
-    bar = tqdm(total=n_tasks * (n_epochs * -(-len(dataset.y_train) // spec.batch_size)
+    bar = tqdm(total=n_tasks * (-(-n_epochs * len(dataset.y_train) // spec.batch_size)
                                 + -(-len(test_labels) // spec.batch_size)),
                desc=method.name, unit="batch", disable=not progress, leave=False)
     try:
         for task in tasks:
             method.begin_task(net, task.index)
             net.set_lateral_learning(method.uses_lateral)
-            for epoch in range(n_epochs):
-                order = order_rng.permutation(len(task.y_train))
-                labels = task.y_train[order]
-                spikes = encode(task.x_train[order])
+            # All epochs of a task form one Brian2 run (each run() has a fixed cost of ~0.1-0.3 s).
+            orders = [order_rng.permutation(len(task.y_train)) for _ in range(n_epochs)]
+            order = np.concatenate(orders)
+            labels = task.y_train[order]
+            epoch = np.repeat(np.arange(n_epochs), len(task.y_train))
+            spikes = concat_spikes([encode(task.x_train[o]) for o in orders])
 
-                def on_batch(batch):
-                    valid = batch.valid
-                    deltas, loss = credit(net.weights, batch.rates, labels[np.where(valid, batch.samples, 0)],
-                                          valid, learn["logit_scale"])
-                    apply_update(net.weights, deltas, batch.rates, method.projections(net), learn["lr"])
-                    losses.append(loss)
-                    return True
+            def on_batch(batch):
+                valid = batch.valid
+                deltas, loss = credit(net.weights, batch.rates, labels[np.where(valid, batch.samples, 0)],
+                                      valid, learn["logit_scale"])
+                apply_update(net.weights, deltas, batch.rates, method.projections(net), learn["lr"])
+                losses.append(loss)
+                return True
 
-                tick = time.perf_counter()
-                activity = net.present(spikes, on_batch=on_batch, progress=bar)
-                train_seconds += time.perf_counter() - tick
-                train_samples += len(order)
-                if recorder is not None:
-                    recorder.append_block({"task": task.index, "stage": task.index, "epoch": epoch,
-                                           "phase": "train", "trial": order, "label": labels},
-                                          activity.spikes, n_steps)
+            tick = time.perf_counter()
+            activity = net.present(spikes, on_batch=on_batch, progress=bar)
+            train_seconds += time.perf_counter() - tick
+            train_samples += len(order)
+            if recorder is not None:
+                recorder.append_block({"task": task.index, "stage": task.index, "epoch": epoch,
+                                       "phase": "train", "trial": order, "label": labels},
+                                      activity.spikes, n_steps)
             method.end_task(net, task.index)
             net.set_lateral_learning(False)
 
