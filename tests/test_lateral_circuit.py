@@ -23,8 +23,8 @@ def circuit_network(first_task, per_task, rate=15 * Hz):
     """A network whose input layer carries a lateral circuit; no supervised learning is run."""
     spec = NetworkSpec(input_size=N_INPUTS, hidden_sizes=(), output_size=2, neuron=lif(), dt=DT * 1000 * ms,
                        presentation=STEPS * ms, input_max_rate=MAX_RATE * Hz, batch_size=32)
-    lateral = LateralSpec(first_task=(first_task, 0), per_task=(per_task, 0),
-                          hebbian_rate=(rate, 1 * Hz), dt=5 * ms, window=20 * ms, copies=32)
+    lateral = LateralSpec(first_task=(first_task,), per_task=(per_task,), hebbian_rate=(rate,), dt=5 * ms,
+                          window=20 * ms, copies=32)
     return SimNetwork(spec, np.random.default_rng(0), lateral=lateral, n_tasks=2, record_spikes=False)
 
 
