@@ -1,5 +1,6 @@
 """Command line: ``hlopsim run PROTOCOL [--method M[,M…]] [--tasks N] [--epochs E] [--seed S] [--out PATH]
-[--set section.key=value …] [--overwrite] [--quiet]``.
+[--set section.key=value …] [--overwrite] [--quiet]``; ``hlopsim inspect FILE [--json]``;
+``hlopsim plot FILE WHAT [--task T] [--phase P] [--population POP] [--window START:STOP] [--out PNG]``.
 
 Bad input (unknown protocol, method or key; non-positive sizes, rates or durations; a missing output
 folder; an existing output file without ``--overwrite``) ends with one line on stderr naming the
@@ -40,6 +41,19 @@ def _parser() -> argparse.ArgumentParser:
                      help="override a protocol setting, e.g. --set network.hidden=[256]")
     run.add_argument("--overwrite", action="store_true", help="replace existing run files")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    inspect = sub.add_parser("inspect", help="summarise a run file: run, populations, segments, accuracies")
+    inspect.add_argument("file", help="run file (.h5)")
+    inspect.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    plot = sub.add_parser("plot", help="draw a figure of a run file as PNG")
+    plot.add_argument("file", help="run file (.h5)")
+    plot.add_argument("what", metavar="WHAT", help="raster, psth, accuracy, acc-curve, angles or weights")
+    plot.add_argument("--task", metavar="T", help="task index (raster, psth: its segments; weights: after it)")
+    plot.add_argument("--phase", metavar="P", help="phase, train or test (raster, psth)")
+    plot.add_argument("--population", metavar="POP", help="population(s), comma-separated (raster, psth; "
+                                                           "default all)")
+    plot.add_argument("--window", metavar="START:STOP", help="time window in seconds on the presentation "
+                                                             "clock (raster; default the first presentations)")
+    plot.add_argument("--out", metavar="PNG", help="image to write (default <file stem>-<WHAT>.png next to FILE)")
     return parser
 
 
@@ -138,6 +152,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args)
+        if args.command == "inspect":
+            from protocols.inspect_cmd import inspect_command
+            return inspect_command(args.file, as_json=args.json)
+        if args.command == "plot":
+            from protocols.plots import plot_command
+            return plot_command(args.file, args.what, task=args.task, phase=args.phase, population=args.population,
+                                window=args.window, out=args.out)
     except (ConfigError, ValueError, FileExistsError, FileNotFoundError) as err:
         print(f"hlopsim: error: {err}", file=sys.stderr)
         return 2

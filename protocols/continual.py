@@ -144,7 +144,7 @@ def run_continual(config: dict, method_name: str, out: Path | None, *, overwrite
     losses, train_seconds, train_samples = [], 0.0, 0
     bar = tqdm(total=n_tasks * (-(-n_epochs * len(dataset.y_train) // spec.batch_size)
                                 + -(-len(test_labels) // spec.batch_size)),
-               desc=method.name, unit="batch", disable=not progress, leave=False)
+               desc=method.name, unit="batch", disable=not progress, leave=False, miniters=1)
     try:
         for task in tasks:
             method.begin_task(net, task.index)
