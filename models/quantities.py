@@ -16,6 +16,10 @@ from brian2.units.fundamentalunits import DimensionMismatchError, Unit
 _QUANTITY = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([A-Za-z_][A-Za-z_0-9]*)?\s*$")
 
 
+# SI symbols Brian2 spells out in full.
+_ALIASES = {"s": brian2.second, "V": brian2.volt, "A": brian2.amp, "S": brian2.siemens, "F": brian2.farad}
+
+
 def parse_quantity(text, unit: Unit, *, name: str = "value", positive: bool = False) -> Quantity:
     """Turn ``"20 ms"`` (or a Quantity, or a bare number for dimensionless units) into a Quantity.
 
@@ -57,7 +61,7 @@ def parse_quantity(text, unit: Unit, *, name: str = "value", positive: bool = Fa
                 raise ValueError(f"{name} = {text!r} has no unit; expected a value in {unit!r}")
             value = Quantity(number)
         else:
-            found = getattr(brian2.units, unit_name, None)
+            found = _ALIASES.get(unit_name) or getattr(brian2.units, unit_name, None)
             if not isinstance(found, Unit):
                 raise ValueError(f"{name} = {text!r}: unknown unit {unit_name!r}; expected a value in {unit!r}")
             value = number * found

@@ -801,6 +801,15 @@ class RunFile:
         """list of str: Layers with lateral (HLOP) circuit snapshots; empty for finetune runs."""
         return sorted(self.h5.get("lateral", {}), key=_natural_key)
 
+    @property
+    def method_uses_lateral(self) -> bool | None:
+        """bool or None: Whether the run's method has a lateral (HLOP) circuit; None if the
+        method is unknown to this hlopsim."""
+        from protocols.methods import METHODS
+
+        method = METHODS.get(self.method)
+        return None if method is None else bool(method.uses_lateral)
+
     def lateral_tasks(self, layer: str) -> list[int]:
         """Tasks after which the lateral circuit of ``layer`` was stored."""
         group = self._snapshot_group("lateral", layer, "lateral layer", self.lateral_layers)

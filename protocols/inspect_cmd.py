@@ -64,7 +64,8 @@ def collect(run: RunFile) -> dict:
         mean_rate_hz, rates_hz per task and phase), ``segments`` (count per task and phase),
         ``accuracy`` (matrix in %, None where not measured; ACC, BWT, forgetting in
         percentage points; tasks_evaluated) and ``lateral`` (per layer, per task: allocated,
-        grown, frozen lateral neurons).
+        grown, frozen lateral neurons; ``method_uses_lateral`` says whether the method has
+        such a circuit at all).
     """
     attrs = run.attrs
     config = run.config
@@ -134,7 +135,7 @@ def collect(run: RunFile) -> dict:
         "n_segments": int(n), "last_complete_segment": last_info, "timing": timing,
         "populations": populations,
         "segments": [{**group, "count": int(seg_per_group[g])} for g, group in enumerate(groups)],
-        "accuracy": accuracy, "lateral": lateral,
+        "accuracy": accuracy, "method_uses_lateral": run.method_uses_lateral, "lateral": lateral,
     }
 
 
@@ -243,8 +244,10 @@ def format_text(info: dict) -> str:
                 f"{by_task[t]['grown']}/{by_task[t]['frozen']} ({by_task[t]['allocated']})" if t in by_task else "-"
                 for t in all_tasks])
         lines.extend(_table(rows))
+    elif info.get("method_uses_lateral"):
+        lines.append("lateral circuit: no snapshot yet (written at the end of each task)")
     else:
-        lines.append("lateral circuit: none (method without HLOP)")
+        lines.append(f"lateral circuit: none (method {info['method']} has no HLOP circuit)")
     return "\n".join(lines)
 
 

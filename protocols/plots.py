@@ -25,7 +25,7 @@ import numpy as np
 from protocols.analysis import RunFile, RunFileError
 
 __all__ = ["KINDS", "parse_window", "raster_figure", "psth_figure", "accuracy_figure", "acc_curve_figure",
-           "angles_figure", "weights_figure", "plot_command"]
+           "angles_figure", "weights_figure", "subspace_pairs", "plot_command"]
 
 KINDS = ("raster", "psth", "accuracy", "acc-curve", "angles", "weights")
 """Plot kinds accepted by ``hlopsim plot``."""
@@ -91,8 +91,9 @@ def _selection(run: RunFile, task, phase) -> np.ndarray:
     sel = run.select(task=task, phase=phase)
     if not len(sel):
         given = ", ".join(f"{k}={v!r}" for k, v in (("task", task), ("phase", phase)) if v is not None)
-        raise run.error(f"no complete segment has {given or 'any data'}; "
-                        f"the file holds {run.n_segments} complete segments")
+        if not given:
+            raise run.error("has no complete segment to plot")
+        raise run.error(f"no complete segment has {given}; the file holds {run.n_segments} complete segments")
     return sel
 
 
@@ -356,6 +357,9 @@ def angles_figure(run: RunFile):
         that grew lateral neurons.
     """
     if not run.lateral_layers:
+        if run.method_uses_lateral:
+            raise run.error("plot angles needs lateral (HLOP) snapshots in /lateral, and this run stopped "
+                            "before the first was written (at the end of task 0)")
         raise run.error(f"plot angles needs the lateral (HLOP) circuit in /lateral, which this "
                         f"{run.method} run does not have; use the run file of a method with HLOP")
     from matplotlib.ticker import MaxNLocator
@@ -485,12 +489,11 @@ def plot_command(path, what: str, *, task=None, phase=None, population=None, win
     if not out.parent.resolve().is_dir():
         raise RunFileError(f"{out}: folder {str(out.parent)!r} does not exist; expected an existing folder")
 
-    import matplotlib
-    matplotlib.use("Agg")  # files only; must precede any pyplot import
-
     with RunFile(path) as run:
         if task is not None:
             run.check_task(task)
+        import matplotlib
+        matplotlib.use("Agg")  # files only, no display; must precede any pyplot import
         try:
             if what == "raster":
                 fig = raster_figure(run, populations, window=window, task=task, phase=phase)

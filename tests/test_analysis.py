@@ -33,15 +33,27 @@ def _env():
     return env
 
 
+def tiny_runs(tmp_path_factory) -> Path:
+    """A folder with finetune.h5 and hlop.h5 of the tiny protocol, written by the CLI in a subprocess.
+
+    Written once per test session: test_inspect_plot.py asks for the same folder of the session's
+    base temporary directory and finds the files there.
+    """
+    out = tmp_path_factory.getbasetemp() / "tiny-runs"
+    if not (out / "written").exists():
+        out.mkdir(exist_ok=True)
+        proc = subprocess.run([sys.executable, "-m", "protocols.cli", "run", "permuted-digits",
+                               "--method", "finetune,hlop", "--out", str(out), "--overwrite", *TINY],
+                              capture_output=True, text=True, cwd=out, env=_env(), timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        (out / "written").touch()
+    return out
+
+
 @pytest.fixture(scope="module")
 def run_path(tmp_path_factory) -> Path:
-    """An hlop run file of the tiny protocol, written by the CLI in a subprocess."""
-    out = tmp_path_factory.mktemp("analysis") / "hlop.h5"
-    proc = subprocess.run([sys.executable, "-m", "protocols.cli", "run", "permuted-digits", "--method", "hlop",
-                           "--out", str(out), *TINY],
-                          capture_output=True, text=True, cwd=out.parent, env=_env(), timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    return out
+    """The hlop run file of the tiny protocol."""
+    return tiny_runs(tmp_path_factory) / "hlop.h5"
 
 
 @pytest.fixture(scope="module")

@@ -53,11 +53,19 @@ def _finish(started: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> Path:
-    """finetune.h5 and hlop.h5 of the tiny protocol, written by the CLI in a subprocess."""
-    out = tmp_path_factory.mktemp("runs")
-    proc = subprocess.run(_cli("run", "permuted-digits", "--method", "finetune,hlop", "--out", str(out), *TINY),
-                          capture_output=True, text=True, cwd=out, env=_env(), timeout=300)
-    assert proc.returncode == 0, proc.stderr
+    """A folder with finetune.h5 and hlop.h5 of the tiny protocol, written by the CLI in a subprocess.
+
+    Written once per test session: test_analysis.py asks for the same folder of the session's base
+    temporary directory, and whichever module runs first writes it.
+    """
+    out = tmp_path_factory.getbasetemp() / "tiny-runs"
+    if not (out / "written").exists():
+        out.mkdir(exist_ok=True)
+        proc = subprocess.run(_cli("run", "permuted-digits", "--method", "finetune,hlop", "--out", str(out),
+                                   "--overwrite", *TINY),
+                              capture_output=True, text=True, cwd=out, env=_env(), timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        (out / "written").touch()
     return out
 
 
@@ -191,7 +199,7 @@ PLOTS = {
 @pytest.fixture(scope="module")
 def plots(runs):
     """Every plot case started at once, in the runs folder. {case: (code, stdout, stderr)}."""
-    (runs / "custom").mkdir()
+    (runs / "custom").mkdir(exist_ok=True)
     return _finish({case: _start("plot", file, *args, cwd=runs) for case, (file, args, _) in PLOTS.items()})
 
 
@@ -268,30 +276,43 @@ BAD_PLOTS = {
 }
 
 
+BAD_FILE_PLOTS = ("other-format", "truncated")
+"""Bad files also given to ``plot`` (it opens files exactly as ``inspect`` does)."""
+
+
 @pytest.fixture(scope="module")
 def bad_results(runs, bad_files, tmp_path_factory):
+    """Every bad-file case started at once. ({(command, case): (code, stdout, stderr)}, cwd)."""
     folder = tmp_path_factory.mktemp("bad-run")
     started = {}
     for case, (path, _) in bad_files.items():
         started[("inspect", case)] = _start("inspect", str(path), cwd=folder)
-        started[("plot", case)] = _start("plot", str(path), "accuracy", cwd=folder)
-    for case, (file, args, _) in BAD_PLOTS.items():
-        started[("bad-plot", case)] = _start("plot", str(runs / file), *args, cwd=folder)
+        started[("inspect --json", case)] = _start("inspect", str(path), "--json", cwd=folder)
+    for case in BAD_FILE_PLOTS:
+        started[("plot", case)] = _start("plot", str(bad_files[case][0]), "accuracy", cwd=folder)
     return _finish(started), folder
 
 
-@pytest.mark.parametrize("command", ["inspect", "plot"])
-@pytest.mark.parametrize("case", ["text", "other-format", "newer", "truncated", "missing"])
+@pytest.mark.parametrize("command, case", [(command, case) for command in ("inspect", "inspect --json")
+                                           for case in ("text", "other-format", "newer", "truncated", "missing")]
+                         + [("plot", case) for case in BAD_FILE_PLOTS])
 def test_bad_file_is_one_error_line(bad_files, bad_results, command, case):
     path, message = bad_files[case]
     results, folder = bad_results
     _assert_one_error_line(results[(command, case)], path, message)
+    assert results[(command, case)][1] == ""
     assert list(folder.iterdir()) == []
     assert not path.with_name(f"{path.stem}-accuracy.png").exists()
 
 
 @pytest.mark.parametrize("case", list(BAD_PLOTS))
-def test_bad_plot_argument_is_one_error_line(runs, bad_results, case):
+def test_bad_plot_argument_is_one_error_line(runs, case, capsys):
+    """In-process through ``protocols.cli.main`` (the console script's entry point)."""
+    from protocols.cli import main
+
     file, args, must_contain = BAD_PLOTS[case]
-    results, _ = bad_results
-    _assert_one_error_line(results[("bad-plot", case)], runs / file, *must_contain)
+    before = sorted(p.name for p in runs.iterdir())
+    code = main(["plot", str(runs / file), *args])
+    captured = capsys.readouterr()
+    _assert_one_error_line((code, captured.out, captured.err), runs / file, *must_contain)
+    assert sorted(p.name for p in runs.iterdir()) == before
