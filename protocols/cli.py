@@ -30,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a continual-learning protocol")
     run.add_argument("protocol", help=f"one of: {', '.join(PROTOCOLS)}")
-    run.add_argument("--method", default="hlop",
+    run.add_argument("--method", default=None,
                      help=f"method or comma-separated methods among {', '.join(METHODS)} (default hlop)")
     run.add_argument("--tasks", type=int, help="number of tasks (protocol.tasks)")
     run.add_argument("--epochs", type=int, help="epochs per task (protocol.epochs)")
@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                      help="override a protocol setting, e.g. --set network.hidden=[256]")
     run.add_argument("--overwrite", action="store_true", help="replace existing run files")
+    run.add_argument("--resume", type=Path, metavar="FILE",
+                     help="continue an interrupted run file after its last finished task, with the "
+                          "settings stored in it")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     inspect = sub.add_parser("inspect", help="summarise a run file: run, populations, segments, accuracies")
     inspect.add_argument("file", metavar="FILE", help="run file (.h5)")
@@ -92,7 +95,31 @@ def _format_table(results) -> str:
     return "\n".join(rows)
 
 
+def _resume(args) -> int:
+    """``hlopsim run PROTOCOL --resume FILE``: finish an interrupted run with its own settings."""
+    given = [flag for flag, value in (("--method", args.method), ("--tasks", args.tasks), ("--epochs", args.epochs),
+                                      ("--seed", args.seed), ("--out", args.out), ("--set", args.set)) if value]
+    if given:
+        raise ConfigError(f"--resume takes every setting from the run file; drop {', '.join(given)}")
+    if not args.resume.is_file():
+        raise ConfigError(f"--resume {str(args.resume)!r}: no such file")
+    load_protocol(args.protocol)  # the protocol must exist
+    from protocols.continual import resume_settings, run_continual
+    config, method = resume_settings(args.resume)
+    if config["protocol"]["name"] != args.protocol:
+        raise ConfigError(f"--resume {str(args.resume)!r} is a {config['protocol']['name']!r} run, not {args.protocol!r}")
+    result = run_continual(config, method, args.resume, progress=not args.quiet, resume=True)
+    print(f"\n{method}: accuracy matrix R[i, j] (% correct on task j after training task i) -> {args.resume}")
+    print(_format_matrix(result.accuracy))
+    print()
+    print(_format_table([result]))
+    return 0
+
+
 def _run(args) -> int:
+    if args.resume is not None:
+        return _resume(args)
+    args.method = args.method or "hlop"
     config = load_protocol(args.protocol)
     overrides = list(args.set)
     for flag, key in ((args.tasks, "protocol.tasks"), (args.epochs, "protocol.epochs"), (args.seed, "protocol.seed")):

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import h5py
 import numpy as np
 from tqdm import tqdm
 
@@ -61,8 +62,20 @@ def concat_spikes(trains: list[SpikeTrains]) -> SpikeTrains:
                        n_samples=int(offsets[-1]), n_neurons=trains[0].n_neurons, n_steps=trains[0].n_steps)
 
 
+def resume_settings(path: Path) -> tuple[dict, str]:
+    """Configuration and method stored in a run file, to resume it with `run_continual`."""
+    with h5py.File(path, "r") as f:
+        if f.attrs.get("format") != "hlopsim-run":
+            raise ValueError(f"{str(path)!r} is not an hlopsim run file")
+        if f.attrs.get("complete"):
+            raise ValueError(f"{str(path)!r} is a complete run; nothing to resume")
+        if "checkpoint" not in f:
+            raise ValueError(f"{str(path)!r} has no finished task to resume from; start the run again")
+        return json.loads(f.attrs["config"]), str(f.attrs["method"])
+
+
 def run_continual(config: dict, method_name: str, out: Path | None, *, overwrite: bool = False,
-                  progress: bool = True) -> RunResult:
+                  progress: bool = True, resume: bool = False) -> RunResult:
     """Run the permuted-digits protocol with one method; write a run file if ``out`` is given.
 
     Parameters
@@ -77,6 +90,10 @@ def run_continual(config: dict, method_name: str, out: Path | None, *, overwrite
         Replace an existing run file.
     progress : bool
         Show tqdm progress bars.
+    resume : bool
+        Continue the run file ``out`` after its last finished task (its configuration and method
+        must be the ones given; see `resume_settings`). Every random stream, weight and lateral
+        circuit is restored, so the result equals that of an uninterrupted run.
     """
     # Imports that pull in Brian2 stay here so that `hlopsim --help` and config errors are instant.
     from brian2 import Hz, second
@@ -126,8 +143,24 @@ def run_continual(config: dict, method_name: str, out: Path | None, *, overwrite
     test_labels = np.concatenate([t.y_test for t in tasks])
     test_trial = np.concatenate([np.arange(len(t.y_test)) for t in tasks])
 
-    recorder = None
-    if out is not None:
+    recorder, first_task = None, 0
+    R = np.full((n_tasks, n_tasks), np.nan)
+    train_seconds, train_samples = 0.0, 0
+    rngs = {"init": init_rng, "order": order_rng, "spike": spike_rng}
+    if resume:
+        recorder, state = RunRecorder.resume(out)
+        first_task = state["task"] + 1
+        for name, rng in rngs.items():
+            rng.bit_generator.state = state["rng"][name]
+        train_seconds, train_samples = state["train_seconds"], state["train_samples"]
+        with h5py.File(out, "r") as f:
+            R[:first_task] = f["metrics/accuracy_matrix"][:first_task]
+            for weights, name in zip(net.weights, spec.weight_names):
+                weights[:] = f[f"weights/{name}/after_task_{state['task']}"][:]
+            for circuit, name, n_frozen in zip(net.lateral, spec.weight_names, state["lateral_frozen"]):
+                circuit.restore(f[f"lateral/{name}/H_after_task_{state['task']}"][:], n_frozen, state["task"])
+        net.push_weights()
+    elif out is not None:
         recorder = RunRecorder.create(out, overwrite=overwrite, attrs={
             "protocol": proto["name"], "method": method.name, "seed": seed, "dt": dt_s,
             "n_steps_per_presentation": n_steps, "config": to_text(config),
@@ -140,13 +173,12 @@ def run_continual(config: dict, method_name: str, out: Path | None, *, overwrite
         for task in tasks:
             recorder.write_task(task.index, task.name, permutation=task.permutation)
 
-    R = np.full((n_tasks, n_tasks), np.nan)
-    losses, train_seconds, train_samples = [], 0.0, 0
-    bar = tqdm(total=n_tasks * (-(-n_epochs * len(dataset.y_train) // spec.batch_size)
+    losses = []
+    bar = tqdm(total=(n_tasks - first_task) * (-(-n_epochs * len(dataset.y_train) // spec.batch_size)
                                 + -(-len(test_labels) // spec.batch_size)),
                desc=method.name, unit="batch", disable=not progress, leave=False, miniters=1)
     try:
-        for task in tasks:
+        for task in tasks[first_task:]:
             method.begin_task(net, task.index)
             net.set_lateral_learning(method.uses_lateral)
             # All epochs of a task form one Brian2 run (each run() has a fixed cost of ~0.1-0.3 s).
@@ -187,6 +219,10 @@ def run_continual(config: dict, method_name: str, out: Path | None, *, overwrite
                     frozen = np.arange(circuit.k_max) < circuit.n_frozen
                     recorder.write_lateral(name, task.index, circuit.H.copy(), frozen)
                 recorder.write_metrics(R)
+                recorder.write_checkpoint(
+                    task=task.index, train_seconds=train_seconds, train_samples=train_samples,
+                    rng={name: rng.bit_generator.state for name, rng in rngs.items()},
+                    lateral_frozen=[circuit.n_frozen for circuit in net.lateral])
     except BaseException:
         if recorder is not None:
             recorder.close(complete=False)

@@ -143,6 +143,18 @@ class GradedLateralCircuit:
         self._plastic[:] = False
         self.y.plastic = 0.0
 
+    def restore(self, H: np.ndarray, n_frozen: int, task: int) -> None:
+        """Set the state reached after finishing ``task``: shared weights and the frozen neurons."""
+        if H.shape != self.H.shape or not 0 <= n_frozen <= self.k_max:
+            raise ValueError(f"{self.name}: cannot restore H of shape {H.shape} with {n_frozen} frozen neurons "
+                             f"into a circuit of shape {self.H.shape}")
+        self.H[:] = H
+        self.n_grown = self.n_frozen = n_frozen
+        self.task = task
+        self._plastic[:] = False
+        self.y.plastic = 0.0
+        self._write_copies()
+
     @property
     def frozen_H(self) -> np.ndarray:
         """Rows of the frozen neurons, shape (n_frozen, n): the projection of supervised updates."""

@@ -85,6 +85,18 @@ class _Appender:
         self.start = 0  # offset of the tail in the dataset, a chunk boundary
         self.tail = np.empty(0, dtype=dataset.dtype)
 
+    @classmethod
+    def existing(cls, dataset, length):
+        """Continue an existing dataset, cut to its first ``length`` values."""
+        appender = cls(dataset)
+        if dataset.shape[0] < length:
+            raise ValueError(f"{dataset.name} holds {dataset.shape[0]} values, fewer than the {length} expected")
+        kept_tail = length - length % appender.chunk
+        appender.tail = dataset[kept_tail:length]
+        appender.start = kept_tail
+        dataset.resize((length,))
+        return appender
+
     def __len__(self):
         return self.start + len(self.tail)
 
@@ -110,11 +122,17 @@ class _Appender:
 class _Population:
     """Appenders and size of one population."""
 
-    def __init__(self, group, n_neurons):
+    def __init__(self, group, n_neurons, existing=None):
         self.n_neurons = n_neurons
-        self.spike_step = _Appender(_appendable(group, "spike_step", np.uint64, SPIKE_CHUNK))
-        self.spike_neuron = _Appender(_appendable(group, "spike_neuron", np.uint32, SPIKE_CHUNK))
-        self.segment_end = _Appender(_appendable(group, "segment_end", np.uint64, SEGMENT_CHUNK))
+        if existing is None:
+            self.spike_step = _Appender(_appendable(group, "spike_step", np.uint64, SPIKE_CHUNK))
+            self.spike_neuron = _Appender(_appendable(group, "spike_neuron", np.uint32, SPIKE_CHUNK))
+            self.segment_end = _Appender(_appendable(group, "segment_end", np.uint64, SEGMENT_CHUNK))
+        else:
+            n_spikes, n_segments = existing
+            self.spike_step = _Appender.existing(group["spike_step"], n_spikes)
+            self.spike_neuron = _Appender.existing(group["spike_neuron"], n_spikes)
+            self.segment_end = _Appender.existing(group["segment_end"], n_segments)
 
 
 class RunRecorder:
@@ -204,6 +222,68 @@ class RunRecorder:
             file.close()
             raise
         return recorder
+
+    @classmethod
+    def resume(cls, path):
+        """Reopen a run file to continue it from its last checkpoint (see `write_checkpoint`).
+
+        Everything recorded after the checkpoint (the spikes and segments of an unfinished task,
+        snapshots of later tasks) is cut away; recording continues from there.
+
+        Returns
+        -------
+        recorder : RunRecorder
+        checkpoint : dict
+            The attributes given to the last `write_checkpoint`.
+
+        Raises
+        ------
+        ValueError
+            If the file has no checkpoint.
+        """
+        path = Path(path)
+        file = h5py.File(path, "r+")
+        try:
+            if "checkpoint" not in file:
+                raise ValueError(f"{str(path)!r} has no finished task to resume from")
+            checkpoint = json.loads(file["checkpoint"].attrs["state"])
+            n_segments = int(checkpoint["n_segments"])
+            recorder = cls.__new__(cls)
+            recorder._file, recorder.path = file, path
+            recorder._phase_names = json.loads(file["segments/phase"].attrs["phase_names"])
+            recorder._segments = {name: _Appender.existing(file["segments"][name], n_segments)
+                                  for name in _SEGMENT_DTYPES}
+            recorder._populations = {
+                name: _Population(group, int(group.attrs["n_neurons"]),
+                                  existing=(int(checkpoint["n_spikes"][name]), n_segments))
+                for name, group in file["populations"].items()}
+            recorder._clock = int(file["segments/stop_step"][n_segments - 1]) if n_segments else 0
+            last_task = int(checkpoint["task"])
+            for kind in ("weights", "lateral"):
+                for group in file[kind].values():
+                    for name in list(group):
+                        if int(group[name].attrs.get("task", -1)) > last_task:
+                            del group[name]
+            file.attrs["complete"] = False
+            file.flush()
+        except BaseException:
+            file.close()
+            raise
+        return recorder, checkpoint
+
+    def write_checkpoint(self, **state):
+        """Record, as the last write of a finished task, what a resumed run needs.
+
+        ``state`` (JSON-serialisable) is stored together with the current number of segments
+        (``n_segments``) and of spikes per population (``n_spikes``).
+        """
+        self._check_open()
+        self.flush()
+        state = dict(state, n_segments=len(self._segments["task"]),
+                     n_spikes={name: len(pop.spike_step) for name, pop in self._populations.items()})
+        group = self._file.require_group("checkpoint")
+        group.attrs["state"] = json.dumps(state)
+        self._file.flush()
 
     def add_population(self, name, n_neurons, model, role):
         """Register a population whose spikes will be recorded.
