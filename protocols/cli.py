@@ -1,6 +1,7 @@
 """Command line: ``hlopsim run PROTOCOL [--method M[,M…]] [--tasks N] [--epochs E] [--seed S] [--out PATH]
 [--set section.key=value …] [--overwrite] [--quiet]``; ``hlopsim inspect FILE [--json]``;
-``hlopsim plot FILE WHAT [--task T] [--phase P] [--population POP] [--window START:STOP] [--out PNG]``.
+``hlopsim plot FILE WHAT [--task T] [--phase P] [--population POP] [--window START:STOP] [--out PNG]``;
+``hlopsim export FILE --nwb OUT.nwb [--overwrite]`` (needs the optional ``export`` extra: pynwb).
 
 Bad input (unknown protocol, method or key; non-positive sizes, rates or durations; a missing output
 folder; an existing output file without ``--overwrite``) ends with one line on stderr naming the
@@ -57,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("--window", metavar="START:STOP", help="time window in seconds on the presentation "
                                                              "clock (raster; default the first presentations)")
     plot.add_argument("--out", metavar="PNG", help="image to write (default <file stem>-<WHAT>.png next to FILE)")
+    export = sub.add_parser("export", help="write a run file as NWB (units with spike times, trials); "
+                                           "needs pip install '.[export]'")
+    export.add_argument("file", metavar="FILE", help="run file (.h5)")
+    export.add_argument("--nwb", metavar="OUT.nwb", required=True, help="NWB file to write (its folder must exist)")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing OUT.nwb")
     return parser
 
 
@@ -116,7 +122,29 @@ def _resume(args) -> int:
     return 0
 
 
+def _run_subspace(args) -> int:
+    """``hlopsim run subspace-convergence``: circuits against Oja's rule on synthetic streams."""
+    given = [flag for flag, value in (("--method", args.method), ("--tasks", args.tasks), ("--epochs", args.epochs),
+                                      ("--resume", args.resume)) if value]
+    if given:
+        raise ConfigError(f"subspace-convergence does not take {', '.join(given)}")
+    overrides = list(args.set) + ([f"protocol.seed={args.seed}"] if args.seed is not None else [])
+    config = apply_overrides(load_protocol(args.protocol), overrides)
+    out = args.out or Path("subspace-convergence.h5")
+    if not out.parent.resolve().is_dir():
+        raise ConfigError(f"--out {str(out)!r}: folder {str(out.parent)!r} does not exist")
+    if out.exists() and not args.overwrite:
+        raise ConfigError(f"--out {str(out)!r} exists; pass --overwrite to replace it")
+    from protocols.subspace import format_table, run_subspace
+    traces = run_subspace(config, out, overwrite=args.overwrite)
+    print(format_table(traces))
+    print(f"\nH over time -> {out}\nfigure -> {out.with_suffix('.png')}")
+    return 0
+
+
 def _run(args) -> int:
+    if args.protocol == "subspace-convergence":
+        return _run_subspace(args)
     if args.resume is not None:
         return _resume(args)
     args.method = args.method or "hlop"
@@ -186,6 +214,13 @@ def main(argv: list[str] | None = None) -> int:
             from protocols.plots import plot_command
             return plot_command(args.file, args.what, task=args.task, phase=args.phase, population=args.population,
                                 window=args.window, out=args.out)
+        if args.command == "export":
+            from protocols.export import MissingDependencyError, export_command
+            try:
+                return export_command(args.file, nwb=args.nwb, overwrite=args.overwrite)
+            except MissingDependencyError as err:  # pynwb not installed: one line, exit 2
+                print(f"hlopsim: error: {err}", file=sys.stderr)
+                return 2
     except (ConfigError, ValueError, FileExistsError, FileNotFoundError) as err:
         print(f"hlopsim: error: {err}", file=sys.stderr)
         return 2

@@ -11,7 +11,7 @@ import json
 import tomllib
 from importlib import resources
 
-PROTOCOLS = ("permuted-digits",)
+PROTOCOLS = ("permuted-digits", "subspace-convergence")
 
 
 class ConfigError(ValueError):
