@@ -5,17 +5,16 @@ the bad-input cases are started side by side (each is a separate process in its 
 """
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
-PROJECT = Path(__file__).resolve().parents[1]
+from cli_helpers import cli_command, cli_env
+
 
 TINY = ["--tasks", "2", "--epochs", "1", "--quiet",
         "--set", "data.train_size=128", "--set", "network.hidden=[16]", "--set", "network.batch_size=32",
@@ -24,14 +23,6 @@ TINY = ["--tasks", "2", "--epochs", "1", "--quiet",
 N_TASKS, TRAIN_SIZE, TEST_PER_TASK = 2, 128, 450
 
 
-def _env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(PROJECT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return env
-
-
-def _cli(*args):
-    return [sys.executable, "-m", "protocols.cli", *args]
 
 
 # ---------------------------------------------------------------------------------- end to end
@@ -40,8 +31,8 @@ def _cli(*args):
 @pytest.fixture(scope="module")
 def e2e(tmp_path_factory):
     out = tmp_path_factory.mktemp("e2e")
-    proc = subprocess.run(_cli("run", "permuted-digits", "--method", "finetune,hlop", "--out", str(out), *TINY),
-                          capture_output=True, text=True, cwd=out, env=_env(), timeout=300)
+    proc = subprocess.run(cli_command("run", "permuted-digits", "--method", "finetune,hlop", "--out", str(out), *TINY),
+                          capture_output=True, text=True, cwd=out, env=cli_env(), timeout=300)
     return proc, out
 
 
@@ -169,20 +160,20 @@ def bad_runs(tmp_path_factory):
         folder = tmp_path_factory.mktemp(case)
         if "--out" not in args:
             args = [*args, "--out", str(folder / "run.h5")]
-        started[case] = (folder, subprocess.Popen(_cli("run", *args), stdout=subprocess.PIPE,
-                                                  stderr=subprocess.PIPE, text=True, cwd=folder, env=_env()))
+        started[case] = (folder, subprocess.Popen(cli_command("run", *args), stdout=subprocess.PIPE,
+                                                  stderr=subprocess.PIPE, text=True, cwd=folder, env=cli_env()))
     # an existing run file, single method
     folder = tmp_path_factory.mktemp("existing-file")
     (folder / "run.h5").write_bytes(EXISTING_BYTES)
     started["existing-file"] = (folder, subprocess.Popen(
-        _cli("run", "permuted-digits", "--method", "finetune", "--out", str(folder / "run.h5"), *TINY),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=folder, env=_env()))
+        cli_command("run", "permuted-digits", "--method", "finetune", "--out", str(folder / "run.h5"), *TINY),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=folder, env=cli_env()))
     # an existing run file among several methods written into a folder
     folder = tmp_path_factory.mktemp("existing-in-folder")
     (folder / "hlop.h5").write_bytes(EXISTING_BYTES)
     started["existing-in-folder"] = (folder, subprocess.Popen(
-        _cli("run", "permuted-digits", "--method", "finetune,hlop", "--out", str(folder), *TINY),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=folder, env=_env()))
+        cli_command("run", "permuted-digits", "--method", "finetune,hlop", "--out", str(folder), *TINY),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=folder, env=cli_env()))
     results = {}
     for case, (folder, proc) in started.items():
         stdout, stderr = proc.communicate(timeout=300)

@@ -6,7 +6,6 @@ skip without them, and one test checks the one-line error when pynwb cannot be i
 from __future__ import annotations
 
 import datetime
-import os
 import shutil
 import subprocess
 import sys
@@ -19,7 +18,8 @@ import pytest
 
 from protocols.analysis import RunFileError, open_run
 
-PROJECT = Path(__file__).resolve().parents[1]
+from cli_helpers import cli_command, cli_env
+
 TINY = ["--tasks", "2", "--epochs", "1", "--quiet",
         "--set", "data.train_size=128", "--set", "data.test_size=64", "--set", "network.hidden=[16]",
         "--set", "network.batch_size=32", "--set", "lateral.copies=8", "--set", "lateral.first_task=[4,4]",
@@ -27,22 +27,14 @@ TINY = ["--tasks", "2", "--epochs", "1", "--quiet",
 TRAIN_SIZE, TEST_PER_TASK = 128, 64
 
 
-def _env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(PROJECT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return env
-
-
-def _cli(*args):
-    return [sys.executable, "-m", "protocols.cli", *args]
 
 
 @pytest.fixture(scope="module")
 def run_file(tmp_path_factory) -> Path:
     """hlop.h5 of a tiny protocol (2 tasks, 128 training and 64 test samples per task)."""
     out = tmp_path_factory.mktemp("export-run") / "hlop.h5"
-    proc = subprocess.run(_cli("run", "permuted-digits", "--method", "hlop", "--out", str(out), *TINY),
-                          capture_output=True, text=True, cwd=out.parent, env=_env(), timeout=300)
+    proc = subprocess.run(cli_command("run", "permuted-digits", "--method", "hlop", "--out", str(out), *TINY),
+                          capture_output=True, text=True, cwd=out.parent, env=cli_env(), timeout=300)
     assert proc.returncode == 0, proc.stderr
     return out
 
@@ -52,8 +44,8 @@ def nwb_file(run_file, tmp_path_factory) -> Path:
     """The run file exported by ``hlopsim export`` in a subprocess."""
     pytest.importorskip("pynwb")
     out = tmp_path_factory.mktemp("export-nwb") / "hlop.nwb"
-    proc = subprocess.run(_cli("export", str(run_file), "--nwb", str(out)), capture_output=True, text=True,
-                          env=_env(), timeout=120)
+    proc = subprocess.run(cli_command("export", str(run_file), "--nwb", str(out)), capture_output=True, text=True,
+                          env=cli_env(), timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == "", proc.stderr
     assert proc.stdout.startswith(f"{out}: ") and "units" in proc.stdout, proc.stdout
@@ -199,7 +191,7 @@ def test_export_without_pynwb_says_what_to_install(run_file, tmp_path):
             raise AssertionError("to_neo_block worked without neo")
         sys.exit(main(["export", {str(run_file)!r}, "--nwb", {str(out)!r}]))
     """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=60)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=cli_env(), timeout=60)
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     lines = proc.stderr.splitlines()
     assert len(lines) == 1, proc.stderr

@@ -5,7 +5,6 @@ by side; each is a separate process.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import struct
 import subprocess
@@ -18,7 +17,8 @@ import pytest
 
 from sim.recorder import FORMAT_VERSION
 
-PROJECT = Path(__file__).resolve().parents[1]
+from cli_helpers import cli_command, cli_env
+
 TINY = ["--tasks", "2", "--epochs", "1", "--quiet",
         "--set", "data.train_size=128", "--set", "network.hidden=[16]", "--set", "network.batch_size=32",
         "--set", "lateral.copies=8", "--set", "lateral.first_task=[4,4]", "--set", "lateral.per_task=[2,2]",
@@ -27,19 +27,11 @@ TRAIN_SIZE, TEST_PER_TASK = 128, 450
 KINDS = ["raster", "psth", "accuracy", "acc-curve", "angles", "weights"]
 
 
-def _env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(PROJECT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return env
-
-
-def _cli(*args):
-    return [sys.executable, "-m", "protocols.cli", *args]
 
 
 def _start(*args, cwd):
-    return subprocess.Popen(_cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
-                            env=_env())
+    return subprocess.Popen(cli_command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
+                            env=cli_env())
 
 
 def _finish(started: dict) -> dict:
@@ -61,9 +53,9 @@ def runs(tmp_path_factory) -> Path:
     out = tmp_path_factory.getbasetemp() / "tiny-runs"
     if not (out / "written").exists():
         out.mkdir(exist_ok=True)
-        proc = subprocess.run(_cli("run", "permuted-digits", "--method", "finetune,hlop", "--out", str(out),
+        proc = subprocess.run(cli_command("run", "permuted-digits", "--method", "finetune,hlop", "--out", str(out),
                                    "--overwrite", *TINY),
-                              capture_output=True, text=True, cwd=out, env=_env(), timeout=300)
+                              capture_output=True, text=True, cwd=out, env=cli_env(), timeout=300)
         assert proc.returncode == 0, proc.stderr
         (out / "written").touch()
     return out
@@ -93,14 +85,14 @@ def _assert_one_error_line(result, path, *must_contain):
 def test_protocols_do_not_import_brian2():
     code = ("import sys, protocols.analysis, protocols.inspect_cmd, protocols.plots, protocols.cli; "
             "assert 'brian2' not in sys.modules, 'brian2 imported'")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=60)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=cli_env(), timeout=60)
     assert proc.returncode == 0, proc.stderr
 
 
 @pytest.mark.parametrize("method", ["finetune", "hlop"])
 def test_inspect_prints_the_run(runs, method):
     path = runs / f"{method}.h5"
-    proc = subprocess.run(_cli("inspect", str(path)), capture_output=True, text=True, env=_env(), timeout=60)
+    proc = subprocess.run(cli_command("inspect", str(path)), capture_output=True, text=True, env=cli_env(), timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     text = proc.stdout
@@ -117,7 +109,7 @@ def test_inspect_prints_the_run(runs, method):
 @pytest.mark.parametrize("method", ["finetune", "hlop"])
 def test_inspect_json_agrees_with_the_file(runs, method):
     path = runs / f"{method}.h5"
-    proc = subprocess.run(_cli("inspect", str(path), "--json"), capture_output=True, text=True, env=_env(),
+    proc = subprocess.run(cli_command("inspect", str(path), "--json"), capture_output=True, text=True, env=cli_env(),
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)
@@ -169,7 +161,7 @@ def cut_copy(runs, tmp_path_factory) -> Path:
 
 def test_inspect_reports_an_incomplete_file(cut_copy):
     last = 2 * TRAIN_SIZE + 2 * TEST_PER_TASK - 1       # the last training presentation of task 1
-    proc = subprocess.run(_cli("inspect", str(cut_copy), "--json"), capture_output=True, text=True, env=_env(),
+    proc = subprocess.run(cli_command("inspect", str(cut_copy), "--json"), capture_output=True, text=True, env=cli_env(),
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)
@@ -177,7 +169,7 @@ def test_inspect_reports_an_incomplete_file(cut_copy):
     assert info["last_complete_segment"] == {**info["last_complete_segment"], "index": last, "task": 1,
                                              "stage": 1, "phase": "train"}
     assert info["partial_rows"]["segments/task"] == 2 * TEST_PER_TASK
-    proc = subprocess.run(_cli("inspect", str(cut_copy)), capture_output=True, text=True, env=_env(), timeout=60)
+    proc = subprocess.run(cli_command("inspect", str(cut_copy)), capture_output=True, text=True, env=cli_env(), timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "INCOMPLETE" in proc.stdout and f"last complete segment #{last}" in proc.stdout
 
@@ -217,8 +209,8 @@ def test_plot_writes_a_png(runs, plots, case):
 
 def test_plot_default_output_is_next_to_the_run_file(runs, tmp_path):
     """Started from another folder, the default PNG still lands beside the run file."""
-    proc = subprocess.run(_cli("plot", str(runs / "finetune.h5"), "accuracy"), capture_output=True, text=True,
-                          cwd=tmp_path, env=_env(), timeout=60)
+    proc = subprocess.run(cli_command("plot", str(runs / "finetune.h5"), "accuracy"), capture_output=True, text=True,
+                          cwd=tmp_path, env=cli_env(), timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == str(runs / "finetune-accuracy.png")
     assert (runs / "finetune-accuracy.png").stat().st_size > 5000
@@ -226,8 +218,8 @@ def test_plot_default_output_is_next_to_the_run_file(runs, tmp_path):
 
 
 def test_plot_of_an_incomplete_file(cut_copy):
-    proc = subprocess.run(_cli("plot", str(cut_copy), "psth", "--phase", "train"), capture_output=True, text=True,
-                          env=_env(), timeout=60)
+    proc = subprocess.run(cli_command("plot", str(cut_copy), "psth", "--phase", "train"), capture_output=True, text=True,
+                          env=cli_env(), timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert Path(proc.stdout.strip()).stat().st_size > 5000
 
