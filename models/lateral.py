@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from brian2 import Quantity
+from brian2 import Hz, Quantity, ms, second
+from brian2.units.fundamentalunits import have_same_dimensions
 
-NEURON_KINDS = ("graded",)
+from models.neurons import NeuronModel
+from models.subspace_neurons import integrate_and_fire
+
+NEURON_KINDS = ("graded", "spiking")
 
 
 @dataclass(frozen=True)
@@ -31,12 +35,25 @@ class LateralSpec:
         In how many of the parallel network copies the circuit is simulated (≤ batch size); the
         copies share ``H``: their plastic changes are summed at the end of every batch.
     dt : Quantity
-        Clock of the lateral synapses (second).
+        Clock of the lateral synapses (second). The spiking circuit runs its neurons and synapses on
+        the network's clock and uses ``dt`` as the period at which the copies' weight changes are
+        merged into the shared ``H``.
     window : Quantity
         Plasticity acts only during the last ``window`` of each presentation, once the
         presynaptic activity has been integrated (see method.md §3 on the settling trap).
     neuron : str
-        Subspace neuron model: ``"graded"`` (rate units, ``y`` follows ``Hx`` instantly).
+        Subspace neuron model: ``"graded"`` (rate units, ``y`` follows ``Hx`` instantly, `sim.lateral`)
+        or ``"spiking"`` (ON/OFF pairs of spiking units, event-driven plasticity, `sim.spiking_lateral`).
+    rate_scale : Quantity
+        Spiking circuit only: firing rate (Hz) of an ON (OFF) unit per unit of positive (negative)
+        ``y = Hx``, with ``x`` in presynaptic spikes per step. Keep ``rate_scale · |y| · dt`` well
+        below 1 spike per step (the units fire at most once per step).
+    trace_tau : Quantity
+        Spiking circuit only: time constant (second) of the traces ``x_trace`` (low-pass of the
+        presynaptic spikes) and ``xhat_trace`` (low-pass of the feedback) whose difference is the
+        residual the plasticity reads.
+    subspace_neuron : NeuronModel
+        Spiking circuit only: model of the ON and OFF units (`models.subspace_neurons`).
     """
 
     first_task: tuple[int, ...]
@@ -46,6 +63,9 @@ class LateralSpec:
     window: Quantity
     copies: int = 32
     neuron: str = "graded"
+    rate_scale: Quantity = field(default_factory=lambda: 200 * Hz)
+    trace_tau: Quantity = field(default_factory=lambda: 200 * ms)
+    subspace_neuron: NeuronModel = field(default_factory=integrate_and_fire)
 
     def __post_init__(self):
         if not len(self.first_task) == len(self.per_task) == len(self.hebbian_rate):
@@ -64,6 +84,14 @@ class LateralSpec:
                 raise ValueError(f"lateral.{name} = {getattr(self, name)} must be positive")
         if self.neuron not in NEURON_KINDS:
             raise ValueError(f"lateral.neuron = {self.neuron!r} is unknown; expected one of {NEURON_KINDS}")
+        for name, unit in (("rate_scale", Hz), ("trace_tau", second)):
+            value = getattr(self, name)
+            if not have_same_dimensions(value, unit):
+                raise ValueError(f"lateral.{name} = {value!r} has the wrong dimensions; expected a value in {unit!r}")
+            if not float(value) > 0:
+                raise ValueError(f"lateral.{name} = {value} must be positive")
+        if not isinstance(self.subspace_neuron, NeuronModel):
+            raise ValueError(f"lateral.subspace_neuron = {self.subspace_neuron!r} must be a models.neurons.NeuronModel")
 
     def neurons_per_task(self, layer: int, n_tasks: int, width: int, layer_name: str = "") -> list[int]:
         """Subspace neurons added at each task for one layer, capped at the layer's input width.

@@ -144,9 +144,13 @@ class SimNetwork:
                                  f"{len(spec.weight_names)} weight layers")
             if lateral.copies > batch:
                 raise ValueError(f"lateral.copies = {lateral.copies} must not exceed network.batch_size = {batch}")
+            if lateral.neuron == "spiking":
+                from sim.spiking_lateral import SpikingLateralCircuit as circuit_class
+            else:
+                circuit_class = GradedLateralCircuit
             for layer, name in enumerate(spec.weight_names):
                 sizes_per_task = lateral.neurons_per_task(layer, n_tasks, sizes[layer], layer_name=name)
-                self.lateral.append(GradedLateralCircuit(
+                self.lateral.append(circuit_class(
                     name=f"lateral_{name}", pre_group=self.groups[layer], n_inputs=sizes[layer],
                     sizes_per_task=sizes_per_task, spec=lateral, hebbian_rate=lateral.hebbian_rate[layer],
                     presentation=spec.presentation,

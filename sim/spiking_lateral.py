@@ -1,0 +1,337 @@
+"""The lateral HLOP circuit of one weight layer with spiking subspace neurons (``lateral.neuron = "spiking"``).
+
+Same interface and the same weight sharing, growth and freezing as `sim.lateral.GradedLateralCircuit`;
+here every subspace neuron is a pair of spiking units and the plasticity is event-driven, so the cost
+of learning grows with the subspace units' spikes, not with synapses × steps.
+
+What is computed (``x`` = presynaptic activity in spikes per network step, as in the graded circuit):
+``y = H x`` (signed), the feedback ``x̂ = Hᵀ y``, the residual ``r = x − x̂``, and Oja's subspace rule in
+synapse form ``dH_ij/dt = η · y_i · r_j`` (method.md §2–3).
+
+Sign coding — ON/OFF pairs. Subspace neuron ``i`` is two spiking units made from one neuron model
+(`models.subspace_neurons`; every model variable renamed ``v → v_on / v_off``). The ON unit is driven by
+``+Hx`` and the OFF unit by ``−Hx``, with gain ``rate_scale · dt · spike_cost`` per presynaptic spike, so
+an integrate-and-fire unit with subtractive reset fires ``rate(ON_i) = rate_scale · [y_i]₊`` and
+``rate(OFF_i) = rate_scale · [−y_i]₊``, i.e. ``y_i = (rate(ON_i) − rate(OFF_i)) / rate_scale``. The two
+units of a pair are two membranes of one Brian2 element with two custom events (``on_spike``,
+``off_spike``) because they share their synapses: one synapse per (input, subspace neuron) and direction
+carries ``H_ij`` once. They cannot fire in the same step (``v_on + v_off`` only decreases).
+
+Populations (``C = lateral.copies`` copies matching the network's first ``C`` copies), network clock:
+
+- ``<name>_x`` (C·n relay units). A relay unit fires one step after its presynaptic neuron (the
+  network's groups cannot carry the circuit's state). It holds the two traces whose difference is the
+  residual read by the plasticity, ``r = x_trace − xhat_trace``:
+  ``x_trace`` — low-pass of its spikes, ``+1/n_steps`` per spike; ``xhat_trace`` — low-pass of the
+  feedback, ``±H_ij / (rate_scale · dt · n_steps)`` per ON/OFF spike of subspace neuron ``i``. Both decay
+  with ``lateral.trace_tau`` and are reset at the start of every presentation; for a time constant long
+  compared with the presentation (default 200 ms against 40 ms) they integrate the presentation, and
+  ``x_trace`` at its end is the presynaptic rate, the graded circuit's ``x``.
+- ``<name>_y`` (C·K ON/OFF pairs): the two membranes, ``plastic`` (per neuron), spike counters.
+
+Synapses:
+
+- ``<name>_drive``: presynaptic neuron → its relay unit (one-to-one, event-driven).
+- ``<name>_forward``: relay ``x_j`` → pair ``i`` with weight ``H_ij``: on a relay spike
+  ``v_on += gain·H_ij`` and ``v_off −= gain·H_ij``; on an ON (OFF) spike of pair ``i``
+  ``H_ij += (−=) η' r_j`` with ``η' = η / rate_scale``, so the expected drift is ``η y_i r_j``.
+- ``<name>_feedback``: pair ``i`` → relay ``x_j`` with weight ``H_ij``, entering as ``−Hᵀy`` through
+  ``xhat_trace``; the same spike makes the same update ``H_ij += (−=) η' r_j``.
+
+The plasticity is gated by ``plastic`` (frozen neurons change by exactly zero) and by the plasticity
+window (the last ``lateral.window`` of each presentation).
+
+Timing within a step, and why (the fixed point depends on it). The relay units fire and their drive
+reaches the subspace membranes before the subspace units' thresholds (``before_thresholds``), so a unit
+deciding to fire at step t has integrated every relay spike up to t. A non-leaky integrate-and-fire
+unit that starts at half its threshold then fires at the step where its integrated drive ``U``
+crosses ``(k + ½)·θ``: its spike count so far plus one half equals ``U/θ``. The plasticity therefore
+reads every trace at the midpoint of the step: the relay adds half of its jump before the synaptic
+pathways and half after them, and the feedback of this step's subspace spikes is split into two halves
+around the learning pathways (pathway ``order``: drive 0, first halves 1, learning 2, second halves 3).
+Then what a spike reads in ``xhat_trace`` (its own spikes and everyone else's) matches what it reads in
+``x_trace`` through the same integrated drive, and the Hebbian and anti-Hebbian terms balance exactly at
+``HHᵀ = I``. Read before (after) the step's own spike, ``r`` is off by half a spike, which for units firing a
+few spikes per presentation unbalances the two terms by 15–25 % at the PCA fixed point (measured; with
+the midpoint rule < 1 %). Both weight
+copies read the same ``r`` and make the same update from the same spike, so they stay bit-identical
+between merges (``check_copies``).
+
+Weight sharing across copies: every copy changes its own synapses; every ``lateral.dt`` inside the
+plasticity window, and at the end of every presentation, the changes are summed into the shared ``H``
+(`sim.kernels.reduce_shared_weights`) and all copies, forward and feedback, are set to it. Because the
+traces integrate the presentation, the copies' merged change reaches the feedback with a delay; the
+circuit is stable for roughly ``η · window · copies · λ_max(E[x xᵀ]) < 1.5`` (unstable above ~2,
+measured), a smaller ``η`` than the graded circuit tolerates.
+Growth: all neurons a run will ever need are allocated at build time with ``H = 0`` (silent); a new
+task's neurons get orthonormal initial rows orthogonal to the frozen ones and ``plastic = 1``; at the
+end of the task they freeze. Same draws from ``rng`` as the graded circuit.
+"""
+from __future__ import annotations
+
+import numpy as np
+from brian2 import Equations, NetworkOperation, NeuronGroup, Quantity, Synapses, second
+from brian2.utils.stringtools import word_substitute
+
+from models.lateral import LateralSpec
+from sim.blocks import block_diagonal_indices, one_to_one_indices
+from sim.kernels import reduce_shared_weights
+from sim.lateral import _copy_neuron_input_order
+
+
+class SpikingLateralCircuit:
+    """Lateral circuit with spiking ON/OFF subspace neurons for one weight layer.
+
+    Parameters
+    ----------
+    name : str
+        Prefix of the Brian2 object names.
+    pre_group : brian2 group
+        The layer's presynaptic population (all network copies; the first ``spec.copies`` are used).
+    n_inputs : int
+        Presynaptic neurons per copy (``n``).
+    sizes_per_task : list of int
+        Subspace neurons added at each task (already capped at ``n``).
+    spec : LateralSpec
+        Uses ``copies``, ``window``, ``dt`` (weight-sync period), ``rate_scale``, ``trace_tau``,
+        ``subspace_neuron``.
+    hebbian_rate : Quantity
+        This layer's ``η`` (1/second), same meaning as in the graded circuit.
+    presentation, dt : Quantity
+        Presentation length and network time step (the circuit's clock).
+    rng : numpy.random.Generator
+        Draws the initial rows of new neurons.
+
+    Attributes
+    ----------
+    H : ndarray, shape (K_max, n)
+        The shared weights, dimensionless; rows of neurons not yet grown are zero.
+    n_frozen, n_grown : int
+        Frozen neurons (the first ``n_frozen`` rows) and neurons grown so far.
+    check_copies : bool
+        When True, every sync first compares the forward and feedback weight copies bit for bit and
+        counts the comparisons (``copy_checks``) and the mismatches (``copy_mismatches``).
+
+    Raises
+    ------
+    ValueError
+        If ``rate_scale · dt ≥ 1`` (a unit at ``|y| = 1`` would have to fire every step) or the trace
+        time constant is shorter than ``dt``.
+    """
+
+    def __init__(self, name: str, pre_group, n_inputs: int, sizes_per_task: list[int], spec: LateralSpec,
+                 hebbian_rate: Quantity, presentation: Quantity, dt: Quantity, rng: np.random.Generator):
+        self.name = name
+        self.n_inputs = n = n_inputs
+        self.sizes_per_task = list(sizes_per_task)
+        self.k_max = k = max(1, sum(sizes_per_task))
+        self.copies = c = spec.copies
+        self.rng = rng
+        self.H = np.zeros((k, n))
+        self.n_frozen = 0
+        self.n_grown = 0
+        self.task = -1
+        self.check_copies = False
+        self.copy_checks = 0
+        self.copy_mismatches = 0
+
+        spikes_per_step = float(spec.rate_scale * dt)  # spikes per step of a unit at |y| = 1
+        if spikes_per_step >= 1:
+            raise ValueError(f"lateral.rate_scale = {spec.rate_scale} gives {spikes_per_step:g} spikes per step at "
+                             f"|y| = 1 with dt = {dt}; it must stay well below 1 per step")
+        if not float(spec.trace_tau / dt) >= 1:
+            raise ValueError(f"lateral.trace_tau = {spec.trace_tau} must be at least one time step ({dt})")
+        model = spec.subspace_neuron
+        self.n_steps = n_steps = int(round(float(presentation / dt)))
+        window_steps = int(round(float(spec.window / dt)))
+        if not 1 <= window_steps <= n_steps:
+            raise ValueError(f"lateral.window = {spec.window} must lie within the presentation ({presentation})")
+        self._first_plastic_step = n_steps - window_steps
+        self._sync_steps = max(1, int(round(float(spec.dt / dt))))
+        self._dt = float(dt / second)
+        open_after = presentation - spec.window - dt / 2
+
+        # -- relay units: x_trace and xhat_trace, the residual r = x_trace - xhat_trace ----------------
+        # A relay unit fires in the step after the drive set `pending`, before the subspace units'
+        # thresholds (its forward drive follows in the same slot). Its reset runs before the synaptic
+        # pathways (so the drive can set `pending` again in the same step) and adds the first half of
+        # the x_trace jump; the second half follows the pathways (a second event, same condition).
+        self.x = NeuronGroup(
+            c * n, """dx_trace/dt = -x_trace / tau_trace : 1
+                      dxhat_trace/dt = -xhat_trace / tau_trace : 1
+                      pending : 1""",
+            threshold="pending > 0.5", reset="pending = 0\nx_trace += x_half", events={"relay_late": "pending > 0.5"},
+            method="exact", dt=dt, name=f"{name}_x",
+            namespace={"tau_trace": spec.trace_tau, "x_half": 0.5 / n_steps})
+        self.x.set_event_schedule("spike", when="before_thresholds", order=-10)
+        self.x.resetter["spike"].when = "before_synapses"
+        self.x.run_on_event("relay_late", "x_trace += x_half", when="after_synapses")
+
+        # -- subspace neurons: ON/OFF pairs of the user's model -------------------------------------
+        names = sorted(Equations(model.equations).names)
+        self._on = {var: f"{var}_on" for var in names}
+        self._off = {var: f"{var}_off" for var in names}
+        pair_eqs = (Equations(model.equations, **self._on) + Equations(model.equations, **self._off)
+                    + Equations("""plastic : 1
+                                   t_start : second (shared)
+                                   gate = plastic * int(t - t_start > open_after) : 1
+                                   n_on : 1
+                                   n_off : 1"""))
+        self.y = NeuronGroup(
+            c * k, pair_eqs, method=model.method, dt=dt, name=f"{name}_y",
+            events={"on_spike": word_substitute(model.threshold, self._on),
+                    "off_spike": word_substitute(model.threshold, self._off)},
+            namespace={**model.parameters, "open_after": open_after})
+        self.y.run_on_event("on_spike", word_substitute(model.reset, self._on) + "\nn_on += 1", when="resets")
+        self.y.run_on_event("off_spike", word_substitute(model.reset, self._off) + "\nn_off += 1", when="resets")
+        self._initial = dict(model.initial)
+
+        # -- synapses ---------------------------------------------------------------------------------
+        self.drive = Synapses(pre_group, self.x, on_pre="pending_post = 1", dt=dt, name=f"{name}_drive")
+        self.drive.connect(i=one_to_one_indices(c, n)[0], j=one_to_one_indices(c, n)[1])
+        v_on, v_off = self._on["v"], self._off["v"]
+        learn = "H {op}= eta_spike * gate_{g} * (x_trace_{x} - xhat_trace_{x})"
+        self.forward = Synapses(
+            self.x, self.y, model="H : 1",
+            on_pre=f"{v_on}_post += gain * H\n{v_off}_post -= gain * H",
+            on_post={"learn_on": learn.format(op="+", g="post", x="pre"),
+                     "learn_off": learn.format(op="-", g="post", x="pre")},
+            on_event={"learn_on": "on_spike", "learn_off": "off_spike"},
+            dt=dt, name=f"{name}_forward",
+            namespace={"gain": model.spike_cost * spikes_per_step, "eta_spike": float(hebbian_rate / spec.rate_scale),
+                       "open_after": open_after})
+        feedback_half = "xhat_trace_post {op}= c_half * H"
+        self.feedback = Synapses(
+            self.y, self.x, model="H : 1",
+            on_pre={"fb_on_1": feedback_half.format(op="+"), "fb_off_1": feedback_half.format(op="-"),
+                    "learn_on": learn.format(op="+", g="pre", x="post"),
+                    "learn_off": learn.format(op="-", g="pre", x="post"),
+                    "fb_on_2": feedback_half.format(op="+"), "fb_off_2": feedback_half.format(op="-")},
+            on_event={"fb_on_1": "on_spike", "fb_off_1": "off_spike", "learn_on": "on_spike",
+                      "learn_off": "off_spike", "fb_on_2": "on_spike", "fb_off_2": "off_spike"},
+            dt=dt, name=f"{name}_feedback",
+            namespace={"c_half": 0.5 / (spikes_per_step * n_steps),
+                       "eta_spike": float(hebbian_rate / spec.rate_scale), "open_after": open_after})
+        # Both weight arrays are laid out (copy, subspace neuron, input): reshape → (C, K, n).
+        pre, post = block_diagonal_indices(c, n, k)
+        self.forward.connect(i=pre, j=post)
+        y_idx, x_idx = _copy_neuron_input_order(c, k, n)
+        self.feedback.connect(i=y_idx, j=x_idx)
+        # Midpoint rule: first halves of the feedback, then every learning pathway, then second halves.
+        self.drive.pre.order = 0
+        self.forward.pre.when = "before_thresholds"
+        self.forward.pre.order = 0
+        self.feedback.fb_on_1.order = self.feedback.fb_off_1.order = 1
+        self.forward.learn_on.order = self.forward.learn_off.order = 2
+        self.feedback.learn_on.order = self.feedback.learn_off.order = 2
+        self.feedback.fb_on_2.order = self.feedback.fb_off_2.order = 3
+        self._forward_view = self.forward.variables["H"].get_value().reshape(c, k, n)
+        self._feedback_view = self.feedback.variables["H"].get_value().reshape(c, k, n)
+        self._plastic = np.zeros(k, dtype=bool)
+        # Merges the copies' changes at the end of a network step; it decides in Python whether it is due,
+        # from the integer time step of its clock (a live view; Quantity arithmetic would cost ~30 µs).
+        self.sync = NetworkOperation(self._sync_step, dt=dt, when="end", name=f"{name}_sync")
+        self._timestep = self.sync.clock.variables["timestep"].get_value()
+        self._start_step = 0
+        self.objects = [self.x, self.y, self.drive, self.forward, self.feedback, self.sync]
+        self._reset_state()
+        self._write_copies()
+
+    # -- growth and freezing (as the graded circuit) -----------------------------------------------
+    def grow(self, task: int) -> int:
+        """Add the neurons of ``task``: orthonormal rows, orthogonal to the frozen ones; returns how many."""
+        add = self.sizes_per_task[task] if task < len(self.sizes_per_task) else 0
+        self.task = task
+        start = self.n_grown
+        if add > 0:
+            rows = self.rng.normal(size=(add, self.n_inputs))
+            frozen = self.H[: self.n_frozen]
+            rows -= (rows @ frozen.T) @ frozen
+            q, _ = np.linalg.qr(rows.T)
+            self.H[start:start + add] = q.T[:add]
+        self.n_grown = start + add
+        self._plastic[:] = False
+        self._plastic[start:self.n_grown] = True
+        self.y.plastic = np.tile(self._plastic.astype(float), self.copies)
+        self._write_copies()
+        return add
+
+    def freeze(self) -> None:
+        """Freeze every grown neuron: its synapses never change again."""
+        self.n_frozen = self.n_grown
+        self._plastic[:] = False
+        self.y.plastic = 0.0
+
+    def restore(self, H: np.ndarray, n_frozen: int, task: int) -> None:
+        """Set the state reached after finishing ``task``: shared weights and the frozen neurons."""
+        if H.shape != self.H.shape or not 0 <= n_frozen <= self.k_max:
+            raise ValueError(f"{self.name}: cannot restore H of shape {H.shape} with {n_frozen} frozen neurons "
+                             f"into a circuit of shape {self.H.shape}")
+        self.H[:] = H
+        self.n_grown = self.n_frozen = n_frozen
+        self.task = task
+        self._plastic[:] = False
+        self.y.plastic = 0.0
+        self._write_copies()
+
+    @property
+    def frozen_H(self) -> np.ndarray:
+        """Rows of the frozen neurons, shape (n_frozen, n): the projection of supervised updates."""
+        return self.H[: self.n_frozen]
+
+    @property
+    def grown_H(self) -> np.ndarray:
+        """Rows of all grown neurons, shape (n_grown, n)."""
+        return self.H[: self.n_grown]
+
+    # -- hooks called by the network at batch boundaries --------------------------------------------
+    def set_active(self, on: bool) -> None:
+        for obj in self.objects:
+            obj.active = on
+
+    def start_presentation(self, t: Quantity) -> None:
+        """Reset traces and membranes and start the plasticity timer."""
+        self._reset_state()
+        self.y.t_start = t
+        self._start_step = int(round(float(t / second) / self._dt))
+
+    def _reset_state(self) -> None:
+        self.x.x_trace = 0.0
+        self.x.xhat_trace = 0.0
+        self.x.pending = 0.0
+        for var, value in self._initial.items():
+            setattr(self.y, self._on[var], value)
+            setattr(self.y, self._off[var], value)
+
+    # -- spikes --------------------------------------------------------------------------------------
+    def spike_counts(self) -> tuple[int, int]:
+        """ON and OFF spikes of all subspace units (all copies) since the circuit was built."""
+        return int(np.sum(self.y.n_on[:])), int(np.sum(self.y.n_off[:]))
+
+    # -- weight sharing ------------------------------------------------------------------------------
+    def _sync_step(self) -> None:
+        """Sum every copy's plastic change into the shared H and reset all copies to it.
+
+        Runs at the end of every network step and acts every ``lateral.dt`` inside the plasticity
+        window and at the end of every presentation.
+        """
+        if not self._plastic.any():
+            return
+        step = int(self._timestep[0]) - self._start_step
+        done = step - self._first_plastic_step + 1
+        if done <= 0 or (done % self._sync_steps and step != self.n_steps - 1):
+            return
+        if self.check_copies:
+            self.copy_checks += 1
+            self.copy_mismatches += not np.array_equal(self._forward_view, self._feedback_view)
+        reduce_shared_weights(self._forward_view, self.H, self._plastic)
+        self._feedback_view[:] = self.H[None]
+
+    def copies_agree(self) -> bool:
+        """True when forward and feedback weights of every copy equal the shared H."""
+        return bool(np.array_equal(self._forward_view, np.broadcast_to(self.H, self._forward_view.shape))
+                    and np.array_equal(self._feedback_view, self._forward_view))
+
+    def _write_copies(self) -> None:
+        self._forward_view[:] = self.H[None]
+        self._feedback_view[:] = self.H[None]
