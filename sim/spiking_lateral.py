@@ -77,9 +77,10 @@ from models.lateral import LateralSpec
 from sim.blocks import block_diagonal_indices, one_to_one_indices
 from sim.kernels import reduce_shared_weights
 from sim.lateral import _copy_neuron_input_order
+from sim.lateral_base import SharedSubspaceWeights
 
 
-class SpikingLateralCircuit:
+class SpikingLateralCircuit(SharedSubspaceWeights):
     """Lateral circuit with spiking ON/OFF subspace neurons for one weight layer.
 
     Parameters
@@ -237,58 +238,7 @@ class SpikingLateralCircuit:
         self._reset_state()
         self._write_copies()
 
-    # -- growth and freezing (as the graded circuit) -----------------------------------------------
-    def grow(self, task: int) -> int:
-        """Add the neurons of ``task``: orthonormal rows, orthogonal to the frozen ones; returns how many."""
-        add = self.sizes_per_task[task] if task < len(self.sizes_per_task) else 0
-        self.task = task
-        start = self.n_grown
-        if add > 0:
-            rows = self.rng.normal(size=(add, self.n_inputs))
-            frozen = self.H[: self.n_frozen]
-            rows -= (rows @ frozen.T) @ frozen
-            q, _ = np.linalg.qr(rows.T)
-            self.H[start:start + add] = q.T[:add]
-        self.n_grown = start + add
-        self._plastic[:] = False
-        self._plastic[start:self.n_grown] = True
-        self.y.plastic = np.tile(self._plastic.astype(float), self.copies)
-        self._write_copies()
-        return add
-
-    def freeze(self) -> None:
-        """Freeze every grown neuron: its synapses never change again."""
-        self.n_frozen = self.n_grown
-        self._plastic[:] = False
-        self.y.plastic = 0.0
-
-    def restore(self, H: np.ndarray, n_frozen: int, task: int) -> None:
-        """Set the state reached after finishing ``task``: shared weights and the frozen neurons."""
-        if H.shape != self.H.shape or not 0 <= n_frozen <= self.k_max:
-            raise ValueError(f"{self.name}: cannot restore H of shape {H.shape} with {n_frozen} frozen neurons "
-                             f"into a circuit of shape {self.H.shape}")
-        self.H[:] = H
-        self.n_grown = self.n_frozen = n_frozen
-        self.task = task
-        self._plastic[:] = False
-        self.y.plastic = 0.0
-        self._write_copies()
-
-    @property
-    def frozen_H(self) -> np.ndarray:
-        """Rows of the frozen neurons, shape (n_frozen, n): the projection of supervised updates."""
-        return self.H[: self.n_frozen]
-
-    @property
-    def grown_H(self) -> np.ndarray:
-        """Rows of all grown neurons, shape (n_grown, n)."""
-        return self.H[: self.n_grown]
-
     # -- hooks called by the network at batch boundaries --------------------------------------------
-    def set_active(self, on: bool) -> None:
-        for obj in self.objects:
-            obj.active = on
-
     def start_presentation(self, t: Quantity) -> None:
         """Reset traces and membranes and start the plasticity timer."""
         self._reset_state()
@@ -325,13 +275,4 @@ class SpikingLateralCircuit:
             self.copy_checks += 1
             self.copy_mismatches += not np.array_equal(self._forward_view, self._feedback_view)
         reduce_shared_weights(self._forward_view, self.H, self._plastic)
-        self._feedback_view[:] = self.H[None]
-
-    def copies_agree(self) -> bool:
-        """True when forward and feedback weights of every copy equal the shared H."""
-        return bool(np.array_equal(self._forward_view, np.broadcast_to(self.H, self._forward_view.shape))
-                    and np.array_equal(self._feedback_view, self._forward_view))
-
-    def _write_copies(self) -> None:
-        self._forward_view[:] = self.H[None]
         self._feedback_view[:] = self.H[None]
