@@ -78,9 +78,13 @@ def run_brian_circuit(kind: str, config: dict, rates: list[np.ndarray], seed: in
     s, lat = config["stream"], config["lateral"]
     net_section = dict(config["network"], hidden=[], init_gain=1.0, tau_m="100 ms", v_threshold="20 mV")
     spec = network_spec(net_section, s["inputs"], 2)
+    rate_key = "spiking_hebbian_rate" if kind == "spiking" else "hebbian_rate"
+    spiking = {} if kind != "spiking" else {
+        "rate_scale": parse_quantity(lat["rate_scale"], Hz, name="lateral.rate_scale", positive=True),
+        "trace_tau": parse_quantity(lat["trace_tau"], second, name="lateral.trace_tau", positive=True)}
     lateral = LateralSpec(first_task=(s["rank"],), per_task=(s["rank"],),
-                          hebbian_rate=(parse_quantity(lat["hebbian_rate"], Hz, name="lateral.hebbian_rate",
-                                                       positive=True),),
+                          hebbian_rate=(parse_quantity(lat[rate_key], Hz, name=f"lateral.{rate_key}",
+                                                       positive=True),), **spiking,
                           dt=parse_quantity(lat["dt"], second, name="lateral.dt", positive=True),
                           window=parse_quantity(lat["window"], second, name="lateral.window", positive=True),
                           copies=lat["copies"], neuron=kind)
