@@ -138,10 +138,7 @@ def run_continual(config: dict, method_name: str, out: Path | None, *, overwrite
         return poisson_encode(x, rate_hz, dt_s, n_steps, spike_rng)
 
     # The test spikes are drawn once, so every evaluation sees exactly the same input.
-    test_spikes = concat_spikes([encode(t.x_test) for t in tasks])
-    test_task = np.concatenate([np.full(len(t.y_test), t.index) for t in tasks])
-    test_labels = np.concatenate([t.y_test for t in tasks])
-    test_trial = np.concatenate([np.arange(len(t.y_test)) for t in tasks])
+    test_spikes = [encode(t.x_test) for t in tasks]
 
     recorder, first_task = None, 0
     R = np.full((n_tasks, n_tasks), np.nan)
@@ -175,7 +172,7 @@ def run_continual(config: dict, method_name: str, out: Path | None, *, overwrite
 
     losses = []
     bar = tqdm(total=(n_tasks - first_task) * (-(-n_epochs * len(dataset.y_train) // spec.batch_size)
-                                + -(-len(test_labels) // spec.batch_size)),
+                                + sum(-(-len(t.y_test) // spec.batch_size) for t in tasks)),
                desc=method.name, unit="batch", disable=not progress, leave=False, miniters=1)
     try:
         for task in tasks[first_task:]:
@@ -207,12 +204,16 @@ def run_continual(config: dict, method_name: str, out: Path | None, *, overwrite
             method.end_task(net, task.index)
             net.set_lateral_learning(False)
 
-            activity = net.present(test_spikes, progress=bar)
-            correct = np.argmax(activity.scores, axis=1) == test_labels
-            R[task.index] = [100.0 * correct[test_task == j].mean() for j in range(n_tasks)]
+            # One run and one recorded block per task's test set keeps memory flat as tasks accumulate.
+            for other, spikes_j in zip(tasks, test_spikes):
+                activity = net.present(spikes_j, progress=bar)
+                correct = np.argmax(activity.scores, axis=1) == other.y_test
+                R[task.index, other.index] = 100.0 * correct.mean()
+                if recorder is not None:
+                    recorder.append_block({"task": other.index, "stage": task.index, "epoch": -1, "phase": "test",
+                                           "trial": np.arange(len(other.y_test)), "label": other.y_test},
+                                          activity.spikes, n_steps)
             if recorder is not None:
-                recorder.append_block({"task": test_task, "stage": task.index, "epoch": -1, "phase": "test",
-                                       "trial": test_trial, "label": test_labels}, activity.spikes, n_steps)
                 for name, weights in zip(spec.weight_names, net.weights):
                     recorder.write_weights(name, task.index, weights)
                 for name, circuit in zip(spec.weight_names, net.lateral):

@@ -230,6 +230,8 @@ class SimNetwork:
         run = self._run
         activity = RunActivity(counts=[c[:n_samples] for c in run["counts"]],
                                scores=run["scores"][:n_samples], spikes=self._drain_monitors(start_step, n_samples))
+        if self.record_spikes:
+            activity.spikes[self.groups[0].name] = (spikes.sample, spikes.step, spikes.neuron)
         return activity
 
     def _on_boundary(self):
@@ -277,7 +279,9 @@ class SimNetwork:
 
     # -- spike recording --------------------------------------------------------------------------
     def _new_monitor(self, group):
-        return SpikeMonitor(group, record=self.record_spikes, name=f"spikes_{group.name}")
+        # The input's spikes are the SpikeTrains handed to `present`: its monitor only counts.
+        record = self.record_spikes and group is not self.groups[0]
+        return SpikeMonitor(group, record=record, name=f"spikes_{group.name}")
 
     def _drain_monitors(self, start_step: int, n_samples: int):
         """Move this run's spikes out of the monitors and replace them with empty ones.
@@ -289,7 +293,7 @@ class SimNetwork:
         batch = self.spec.batch_size
         for group in self.groups:
             old = self.monitors[group.name]
-            if self.record_spikes:
+            if old.record:
                 steps = np.round(np.asarray(old.t_[:]) / float(self._dt)).astype(np.int64) - start_step
                 copy, neuron = split_copies(old.i[:], group.N // batch)
                 sample = (steps // self.n_steps) * batch + copy

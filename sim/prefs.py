@@ -5,9 +5,8 @@ setting them anywhere else would make results depend on import order.
 """
 from __future__ import annotations
 
-import os
-
 import brian2
+from threadpoolctl import threadpool_limits
 
 TARGETS = ("numpy", "cython")
 
@@ -28,10 +27,11 @@ def configure(target: str = "cython", *, log_level: str = "WARNING") -> None:
         raise ValueError(f"codegen target {target!r} is unknown; expected one of {TARGETS}")
     brian2.prefs.codegen.target = target
     brian2.prefs.logging.console_log_level = log_level
-    # Our batches are small: keep numpy's arrays in float64 and avoid OpenMP/BLAS thread contention
-    # on 2 shared cores (brian2-notes.md: 2-thread runs collapsed under contention).
+    # Our batches are small: keep numpy's arrays in float64 and BLAS on one thread; on 2 shared
+    # cores 2-thread runs collapsed under contention (brian2-notes.md) and varied 2x run to run.
     brian2.prefs.core.default_float_dtype = brian2.float64
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # numpy has started OpenBLAS by now, so an environment variable would come too late.
+    threadpool_limits(limits=1)
     # The lateral circuits deliberately run their units on a coarser clock than the spikes that
     # drive them (sim/lateral.py); Brian2 warns about every such pathway.
     brian2.BrianLogger.suppress_name("synapses_dt_mismatch")
