@@ -102,6 +102,17 @@ class SimNetwork:
 
     def __init__(self, spec: NetworkSpec, rng: np.random.Generator, lateral: LateralSpec | None = None,
                  n_tasks: int = 1, record_spikes: bool = True):
+        # Validate before any Brian2 object exists (an unused object only earns a warning at exit).
+        if lateral is not None:
+            if len(lateral.first_task) != len(spec.weight_names):
+                raise ValueError(f"lateral specs name {len(lateral.first_task)} layers; the network has "
+                                 f"{len(spec.weight_names)} weight layers")
+            if lateral.copies > spec.batch_size:
+                raise ValueError(f"lateral.copies = {lateral.copies} must not exceed network.batch_size = "
+                                 f"{spec.batch_size}")
+            if lateral.neuron == "spiking":
+                from sim.spiking_lateral import check_spiking_settings
+                check_spiking_settings(lateral, spec.presentation, spec.dt)
         self.spec = spec
         self.record_spikes = record_spikes
         self.n_steps = spec.n_steps
@@ -139,11 +150,6 @@ class SimNetwork:
 
         self.lateral: list[GradedLateralCircuit] = []
         if lateral is not None:
-            if len(lateral.first_task) != len(spec.weight_names):
-                raise ValueError(f"lateral specs name {len(lateral.first_task)} layers; the network has "
-                                 f"{len(spec.weight_names)} weight layers")
-            if lateral.copies > batch:
-                raise ValueError(f"lateral.copies = {lateral.copies} must not exceed network.batch_size = {batch}")
             if lateral.neuron == "spiking":
                 from sim.spiking_lateral import SpikingLateralCircuit as circuit_class
             else:

@@ -80,6 +80,19 @@ from sim.lateral import _copy_neuron_input_order
 from sim.lateral_base import SharedSubspaceWeights
 
 
+def check_spiking_settings(spec: LateralSpec, presentation: Quantity, dt: Quantity) -> None:
+    """Raise ValueError for settings the spiking circuit cannot simulate at this ``dt``."""
+    spikes_per_step = float(spec.rate_scale * dt)  # spikes per step of a unit at |y| = 1
+    if spikes_per_step >= 1:
+        raise ValueError(f"lateral.rate_scale = {spec.rate_scale} gives {spikes_per_step:g} spikes per step at "
+                         f"|y| = 1 with dt = {dt}; it must stay well below 1 per step")
+    if not float(spec.trace_tau / dt) >= 1:
+        raise ValueError(f"lateral.trace_tau = {spec.trace_tau} must be at least one time step ({dt})")
+    window_steps = int(round(float(spec.window / dt)))
+    if not 1 <= window_steps <= int(round(float(presentation / dt))):
+        raise ValueError(f"lateral.window = {spec.window} must lie within the presentation ({presentation})")
+
+
 class SpikingLateralCircuit(SharedSubspaceWeights):
     """Lateral circuit with spiking ON/OFF subspace neurons for one weight layer.
 
@@ -136,17 +149,11 @@ class SpikingLateralCircuit(SharedSubspaceWeights):
         self.copy_checks = 0
         self.copy_mismatches = 0
 
+        check_spiking_settings(spec, presentation, dt)
         spikes_per_step = float(spec.rate_scale * dt)  # spikes per step of a unit at |y| = 1
-        if spikes_per_step >= 1:
-            raise ValueError(f"lateral.rate_scale = {spec.rate_scale} gives {spikes_per_step:g} spikes per step at "
-                             f"|y| = 1 with dt = {dt}; it must stay well below 1 per step")
-        if not float(spec.trace_tau / dt) >= 1:
-            raise ValueError(f"lateral.trace_tau = {spec.trace_tau} must be at least one time step ({dt})")
         model = spec.subspace_neuron
         self.n_steps = n_steps = int(round(float(presentation / dt)))
         window_steps = int(round(float(spec.window / dt)))
-        if not 1 <= window_steps <= n_steps:
-            raise ValueError(f"lateral.window = {spec.window} must lie within the presentation ({presentation})")
         self._first_plastic_step = n_steps - window_steps
         self._sync_steps = max(1, int(round(float(spec.dt / dt))))
         self._dt = float(dt / second)
