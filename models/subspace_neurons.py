@@ -14,9 +14,11 @@ spike-count code), which removes the half-spike lag of a unit starting at rest.
 """
 from __future__ import annotations
 
-from brian2 import mV, ms
+from dataclasses import replace
 
-from models.neurons import NeuronModel
+from brian2 import mV
+
+from models.neurons import NeuronModel, lif
 from models.quantities import parse_quantity
 
 
@@ -63,15 +65,6 @@ def leaky_integrate_and_fire(tau_m="500 ms", v_threshold="20 mV") -> NeuronModel
     v_threshold : Quantity or str
         Threshold (volt); also the spike cost.
     """
-    tau = parse_quantity(tau_m, ms, name="subspace_neuron.tau_m", positive=True)
-    theta = parse_quantity(v_threshold, mV, name="subspace_neuron.v_threshold", positive=True)
-    return NeuronModel(
-        name="lif",
-        equations="dv/dt = -v / tau_m : volt",
-        threshold="v > v_threshold",
-        reset="v -= v_threshold",
-        parameters={"tau_m": tau, "v_threshold": theta},
-        spike_cost=theta,
-        initial={"v": theta / 2},
-        method="exact",
-    )
+    model = lif(tau_m=tau_m, v_threshold=v_threshold)
+    # Same start as `integrate_and_fire`: half a threshold, so the count is the rounded drive.
+    return replace(model, initial={"v": model.spike_cost / 2})

@@ -13,6 +13,20 @@ import numpy as np
 class SharedSubspaceWeights:
     """Growth, freezing and weight sharing of a lateral circuit (mixed into the circuit classes)."""
 
+    def _init_shared(self, name: str, n_inputs: int, sizes_per_task: list[int], copies: int,
+                     rng: np.random.Generator) -> None:
+        """The state every circuit starts with: no neuron grown, ``H`` all zero (K_max × n)."""
+        self.name = name
+        self.n_inputs = n_inputs
+        self.sizes_per_task = list(sizes_per_task)
+        self.k_max = max(1, sum(sizes_per_task))
+        self.copies = copies
+        self.rng = rng
+        self.H = np.zeros((self.k_max, n_inputs))
+        self.n_frozen = 0
+        self.n_grown = 0
+        self.task = -1
+
     # -- growth and freezing -------------------------------------------------------------------
     def grow(self, task: int) -> int:
         """Add the neurons of ``task``: orthonormal rows, orthogonal to the frozen ones; returns how many."""

@@ -135,16 +135,8 @@ class SpikingLateralCircuit(SharedSubspaceWeights):
 
     def __init__(self, name: str, pre_group, n_inputs: int, sizes_per_task: list[int], spec: LateralSpec,
                  hebbian_rate: Quantity, presentation: Quantity, dt: Quantity, rng: np.random.Generator):
-        self.name = name
-        self.n_inputs = n = n_inputs
-        self.sizes_per_task = list(sizes_per_task)
-        self.k_max = k = max(1, sum(sizes_per_task))
-        self.copies = c = spec.copies
-        self.rng = rng
-        self.H = np.zeros((k, n))
-        self.n_frozen = 0
-        self.n_grown = 0
-        self.task = -1
+        self._init_shared(name, n_inputs, sizes_per_task, spec.copies, rng)
+        n, k, c = n_inputs, self.k_max, spec.copies
         self.check_copies = False
         self.copy_checks = 0
         self.copy_mismatches = 0
