@@ -27,12 +27,12 @@ def network_spec(section: dict, input_size: int, output_size: int) -> NetworkSpe
 
 def lateral_spec(section: dict) -> LateralSpec:
     """A `LateralSpec` from the ``[lateral]`` section of a protocol configuration."""
-    # Keys of the spiking circuit; absent from run files written before they existed (spec defaults).
-    spiking = {}
+    # Keys added after the first run files were written; absent there (spec defaults).
+    optional = {"projection": section["projection"]} if "projection" in section else {}
     if "rate_scale" in section:
-        spiking["rate_scale"] = parse_quantity(section["rate_scale"], Hz, name="lateral.rate_scale", positive=True)
+        optional["rate_scale"] = parse_quantity(section["rate_scale"], Hz, name="lateral.rate_scale", positive=True)
     if "trace_tau" in section:
-        spiking["trace_tau"] = parse_quantity(section["trace_tau"], ms, name="lateral.trace_tau", positive=True)
+        optional["trace_tau"] = parse_quantity(section["trace_tau"], ms, name="lateral.trace_tau", positive=True)
     return LateralSpec(
         first_task=tuple(section["first_task"]),
         per_task=tuple(section["per_task"]),
@@ -42,5 +42,5 @@ def lateral_spec(section: dict) -> LateralSpec:
         dt=parse_quantity(section["dt"], ms, name="lateral.dt", positive=True),
         window=parse_quantity(section["window"], ms, name="lateral.window", positive=True),
         neuron=section["neuron"],
-        **spiking,
+        **optional,
     )

@@ -11,6 +11,7 @@ from models.neurons import NeuronModel
 from models.subspace_neurons import integrate_and_fire
 
 NEURON_KINDS = ("graded", "spiking")
+PROJECTIONS = ("closed-form", "neural")
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,13 @@ class LateralSpec:
         residual the plasticity reads.
     subspace_neuron : NeuronModel
         Spiking circuit only: model of the ON and OFF units (`models.subspace_neurons`).
+    projection : str
+        Where the projected presynaptic activity ``a_⊥`` of the supervised update comes from:
+        ``"closed-form"`` computes ``a_⊥ = a − H_oldᵀ(H_old a)`` from the frozen rows (method.md §5);
+        ``"neural"`` reads it from the simulated circuit, as its residual ``x − x̂_old`` with only the
+        frozen neurons feeding back (`sim.lateral_base`). In neural mode the circuit is simulated in
+        every one of the network's ``batch_size`` copies (each sample's update needs its own
+        residual); Hebbian plasticity still acts in the first ``copies`` only.
     """
 
     first_task: tuple[int, ...]
@@ -66,6 +74,7 @@ class LateralSpec:
     rate_scale: Quantity = field(default_factory=lambda: 200 * Hz)
     trace_tau: Quantity = field(default_factory=lambda: 200 * ms)
     subspace_neuron: NeuronModel = field(default_factory=integrate_and_fire)
+    projection: str = "closed-form"
 
     def __post_init__(self):
         if not len(self.first_task) == len(self.per_task) == len(self.hebbian_rate):
@@ -90,6 +99,8 @@ class LateralSpec:
                 raise ValueError(f"lateral.{name} = {value!r} has the wrong dimensions; expected a value in {unit!r}")
             if not float(value) > 0:
                 raise ValueError(f"lateral.{name} = {value} must be positive")
+        if self.projection not in PROJECTIONS:
+            raise ValueError(f"lateral.projection = {self.projection!r} is unknown; expected one of {PROJECTIONS}")
         if not isinstance(self.subspace_neuron, NeuronModel):
             raise ValueError(f"lateral.subspace_neuron = {self.subspace_neuron!r} must be a models.neurons.NeuronModel")
 

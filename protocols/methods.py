@@ -1,12 +1,18 @@
 """Continual-learning methods as small strategy objects.
 
 A method decides three things: whether the lateral circuits run, what happens at the start and end
-of each task, and which rows ``H`` project each layer's supervised update. It touches the network
-only through the `sim.network.SimNetwork` handle and numpy arrays.
+of each task, and what projects each layer's supervised update (rows ``H``, or the circuit's own
+residual activity, see `sim.learning.apply_update`). It touches the network only through the
+`sim.network.SimNetwork` handle and numpy arrays.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:  # sim.learning pulls in Numba; the CLI imports this module before any run
+    from sim.learning import NeuralResidual
 
 
 class Finetune:
@@ -31,7 +37,9 @@ class HLOP(Finetune):
 
     At each task the lateral circuits grow new subspace neurons that learn, by Oja's rule in the
     simulated synapses, the principal subspace of the task's presynaptic activity; old neurons
-    are frozen. Supervised updates are projected out of the frozen neurons' span.
+    are frozen. Supervised updates are projected out of the frozen neurons' span: in closed form
+    with their rows ``H_old`` (``lateral.projection = "closed-form"``), or with the residual the
+    simulated circuit computes with only the frozen neurons feeding back (``"neural"``).
     """
 
     name = "hlop"
@@ -45,8 +53,11 @@ class HLOP(Finetune):
         for circuit in net.lateral:
             circuit.freeze()
 
-    def projections(self, net) -> list[np.ndarray]:
-        return [circuit.frozen_H for circuit in net.lateral]
+    def projections(self, net) -> list[np.ndarray | NeuralResidual]:
+        """Per layer the frozen rows, or (neural projection) the circuit's residual of the batch just presented."""
+        from sim.learning import NeuralResidual
+        return [NeuralResidual(circuit.residual()) if circuit.neural_projection else circuit.frozen_H
+                for circuit in net.lateral]
 
 
 METHODS = {cls.name: cls for cls in (Finetune, HLOP)}

@@ -1,6 +1,7 @@
 """The lateral HLOP circuit of one weight layer, as Brian2 neurons and synapses.
 
-Populations (``C`` parallel copies, matching the first ``C`` copies of the network):
+Populations (``C`` parallel copies, matching the first ``C`` copies of the network; ``C = lateral.copies``,
+or the whole batch with the neural projection, see below):
 
 - ``<name>_x``  (C·n units): ``x`` integrates the layer's presynaptic spikes over the presentation,
   ``x += 1/n_steps`` per spike, so at the end of a presentation ``x`` equals the presynaptic rate
@@ -21,6 +22,15 @@ Synapses (lateral clock ``dt_L``):
 
 Sign coding: graded units carry signed values directly (``y`` and ``H`` may be negative).
 
+Neural projection (``lateral.projection = "neural"``, see `sim.lateral_base`): the circuit runs in every
+copy of the batch and the feedback synapses compute a second summed variable
+``xhat_old_post = frozen_pre · H · y_pre``, the feedback of the frozen neurons only, so that
+``x − xhat_old`` is the residual of the circuit with only the frozen neurons active. Summed variables
+are evaluated on the lateral clock, but the last network steps of a presentation come after its last
+lateral step, so `residual` makes the circuit take one more step of its two summed pathways
+(``y = Hx``, then ``xhat_old = H_oldᵀ y``) at the boundary, on the complete ``x``: then ``x = a`` and the
+residual equals the closed form up to floating-point summation order (measured: relative error ~1e-16).
+
 Weight sharing across copies: every copy makes its own Euler step of ``H``; after each plastic step
 the changes are summed into the shared ``H`` (a Numba kernel) and all copies, forward and feedback,
 are set to it. Frozen neurons (``plastic = 0``) change by exactly zero.
@@ -34,8 +44,7 @@ from brian2 import NetworkOperation, NeuronGroup, Quantity, Synapses, second
 
 from models.lateral import LateralSpec
 from sim.blocks import block_diagonal_indices, one_to_one_indices
-from sim.kernels import reduce_shared_weights
-from sim.lateral_base import SharedSubspaceWeights
+from sim.lateral_base import SharedSubspaceWeights, simulated_copies
 
 
 class GradedLateralCircuit(SharedSubspaceWeights):
@@ -46,7 +55,8 @@ class GradedLateralCircuit(SharedSubspaceWeights):
     name : str
         Prefix of the Brian2 object names.
     pre_group : brian2 group
-        The layer's presynaptic population (all network copies; the first ``spec.copies`` are used).
+        The layer's presynaptic population (all network copies; the first ``spec.copies`` are used,
+        all of them with ``spec.projection = "neural"``).
     n_inputs : int
         Presynaptic neurons per copy (``n``).
     sizes_per_task : list of int
@@ -71,16 +81,19 @@ class GradedLateralCircuit(SharedSubspaceWeights):
 
     def __init__(self, name: str, pre_group, n_inputs: int, sizes_per_task: list[int], spec: LateralSpec,
                  hebbian_rate: Quantity, presentation: Quantity, dt: Quantity, rng: np.random.Generator):
-        self._init_shared(name, n_inputs, sizes_per_task, spec.copies, rng)
-        n, k, c = n_inputs, self.k_max, spec.copies
+        neural = spec.projection == "neural"
+        self._init_shared(name, n_inputs, sizes_per_task, spec.copies, rng,
+                          simulated=simulated_copies(spec, pre_group, n_inputs), neural_projection=neural)
+        n, k, c = n_inputs, self.k_max, self.simulated
         n_steps = int(round(float(presentation / dt)))
         open_after = presentation - spec.window
 
         # x and y live on the lateral clock: Brian2 runs a summed variable's update on its *target*
         # group's clock, so this is what makes y = Hx and xhat = Hᵀy cost once per lateral step.
-        self.x = NeuronGroup(c * n, "x : 1\nxhat : 1", dt=spec.dt, name=f"{name}_x")
-        self.y = NeuronGroup(c * k, "y : 1\nplastic : 1\nt_start : second (shared)", dt=spec.dt,
-                             name=f"{name}_y")
+        self.x = NeuronGroup(c * n, "x : 1\nxhat : 1" + ("\nxhat_old : 1" if neural else ""), dt=spec.dt,
+                             name=f"{name}_x")
+        self.y = NeuronGroup(c * k, "y : 1\nplastic : 1\nt_start : second (shared)" + ("\nfrozen : 1" if neural else ""),
+                             dt=spec.dt, name=f"{name}_y")
         self.drive = Synapses(pre_group, self.x, on_pre="x_post += x_gain", dt=dt, name=f"{name}_drive",
                               namespace={"x_gain": 1.0 / n_steps})
         self.drive.connect(i=one_to_one_indices(c, n)[0], j=one_to_one_indices(c, n)[1])
@@ -90,7 +103,8 @@ class GradedLateralCircuit(SharedSubspaceWeights):
                      dH/dt = int(t - t_start_post > open_after) * plastic_post * eta * y_post * (x_pre - xhat_pre) : 1 (clock-driven)""",
             method="euler", dt=spec.dt, name=f"{name}_forward",
             namespace={"eta": hebbian_rate, "open_after": open_after - dt / 2})
-        self.feedback = Synapses(self.y, self.x, model="H : 1\nxhat_post = H * y_pre : 1 (summed)",
+        self.feedback = Synapses(self.y, self.x, model="H : 1\nxhat_post = H * y_pre : 1 (summed)" + (
+                                     "\nxhat_old_post = frozen_pre * H * y_pre : 1 (summed)" if neural else ""),
                                  dt=spec.dt, name=f"{name}_feedback")
         # Both weight arrays are laid out (copy, subspace neuron, input): reshape → (C, K, n).
         pre, post = block_diagonal_indices(c, n, k)
@@ -101,6 +115,8 @@ class GradedLateralCircuit(SharedSubspaceWeights):
         self.forward.summed_updaters["y_post"].order = 0
         self.feedback.summed_updaters["xhat_post"].order = 1
         self.forward.state_updater.order = 2
+        if neural:
+            self.feedback.summed_updaters["xhat_old_post"].order = 1
         self._forward_view = self.forward.variables["H"].get_value().reshape(c, k, n)
         self._feedback_view = self.feedback.variables["H"].get_value().reshape(c, k, n)
         self._plastic = np.zeros(k, dtype=bool)
@@ -129,9 +145,18 @@ class GradedLateralCircuit(SharedSubspaceWeights):
             return
         if float(self.sync.clock.t / second) - self._t_start <= self._open_after:
             return
-        reduce_shared_weights(self._forward_view, self.H, self._plastic)
-        self._feedback_view[:] = self.H[None]
+        self._merge_copies()
 
+    def _residual_now(self):
+        """``x − xhat_old`` after one more step of the pathways ``y = Hx`` and ``xhat_old = H_oldᵀ y``.
+
+        The two summed-variable updaters are run once on the current ``x`` (their code objects exist
+        once the network has run); within a run this is the boundary step, after the last batch of a
+        run it is the step Brian2 stopped before.
+        """
+        self.forward.summed_updaters["y_post"].run()
+        self.feedback.summed_updaters["xhat_old_post"].run()
+        return self.x.x[:] - self.x.xhat_old[:]
 
 
 def _copy_neuron_input_order(copies: int, k: int, n: int) -> tuple[np.ndarray, np.ndarray]:

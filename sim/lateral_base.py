@@ -1,26 +1,61 @@
-"""What every lateral circuit shares: the shared weights ``H``, growth, freezing and restoring.
+"""What every lateral circuit shares: the shared weights ``H``, growth, freezing, restoring, and the
+readout of the neural projection.
 
 A circuit keeps one shared ``H`` (K_max × n, dimensionless) and writes it into its simulated copies
 (forward and feedback synapses, both laid out (copy, subspace neuron, input)). Subclasses build the
-Brian2 objects and set ``H``, ``_plastic``, ``y`` (with a ``plastic`` variable), ``copies``,
-``objects``, ``_forward_view`` and ``_feedback_view``.
+Brian2 objects and set ``H``, ``_plastic``, ``y`` (with a ``plastic`` variable, and a ``frozen``
+variable in neural-projection mode), ``objects``, ``_forward_view``, ``_feedback_view`` and
+``_residual_now``.
+
+Copies. The circuit is simulated in ``simulated`` copies of the network (the first ones) and learns in
+the first ``copies`` of them (``lateral.copies``): only these have ``plastic = 1`` on the current task's
+neurons, and only their drift is merged into ``H``. With ``lateral.projection = "closed-form"`` the
+two numbers are equal. With ``"neural"`` the circuit runs in every copy of the batch, because the
+supervised update of every sample takes its projected activity from that copy's circuit; the extra
+copies carry the same ``H`` and compute residuals but never learn, so ``H`` follows exactly the same
+trajectory as in closed-form mode for the same input (tested).
+
+The neural projection (method.md §5). During task ``t`` the circuit holds frozen neurons (old tasks)
+and plastic ones (task ``t``), all active. The supervised update must be projected with the frozen
+neurons only, so in neural mode each circuit has a second feedback variable ``x̂_old`` that sums the
+feedback of the neurons whose ``frozen`` flag is 1 (``x̂_old_j = Σ_i frozen_i H_ij y_i``), next to
+the full feedback ``x̂`` that the plasticity reads. A subspace neuron's activity ``y_i`` depends only on
+``x`` and its own row of ``H`` (no interaction between subspace neurons), so ``x − x̂_old`` is the
+residual of a circuit in which only the frozen neurons are active: ``a_⊥ = a − H_oldᵀ(H_old a)`` when
+``x = a`` and ``y = H x`` exactly. `residual` returns it per copy at a presentation boundary;
+`projection_error` compares it with the closed form.
 """
 from __future__ import annotations
 
 import numpy as np
+
+from sim.kernels import project_out, reduce_shared_weights
+
+
+def simulated_copies(spec, pre_group, n_inputs: int) -> int:
+    """Copies in which a circuit is simulated: all of the batch in neural mode, else ``spec.copies``."""
+    return pre_group.N // n_inputs if spec.projection == "neural" else spec.copies
 
 
 class SharedSubspaceWeights:
     """Growth, freezing and weight sharing of a lateral circuit (mixed into the circuit classes)."""
 
     def _init_shared(self, name: str, n_inputs: int, sizes_per_task: list[int], copies: int,
-                     rng: np.random.Generator) -> None:
-        """The state every circuit starts with: no neuron grown, ``H`` all zero (K_max × n)."""
+                     rng: np.random.Generator, *, simulated: int | None = None,
+                     neural_projection: bool = False) -> None:
+        """The state every circuit starts with: no neuron grown, ``H`` all zero (K_max × n).
+
+        ``copies`` learn, ``simulated`` (≥ ``copies``, default equal) are simulated.
+        """
         self.name = name
         self.n_inputs = n_inputs
         self.sizes_per_task = list(sizes_per_task)
         self.k_max = max(1, sum(sizes_per_task))
         self.copies = copies
+        self.simulated = copies if simulated is None else simulated
+        if self.simulated < copies:
+            raise ValueError(f"{name}: simulated in {self.simulated} copies, fewer than the {copies} learning ones")
+        self.neural_projection = neural_projection
         self.rng = rng
         self.H = np.zeros((self.k_max, n_inputs))
         self.n_frozen = 0
@@ -42,7 +77,7 @@ class SharedSubspaceWeights:
         self.n_grown = start + add
         self._plastic[:] = False
         self._plastic[start:self.n_grown] = True
-        self.y.plastic = np.tile(self._plastic.astype(float), self.copies)
+        self._write_flags()
         self._write_copies()
         return add
 
@@ -50,7 +85,7 @@ class SharedSubspaceWeights:
         """Freeze every grown neuron: its synapses never change again."""
         self.n_frozen = self.n_grown
         self._plastic[:] = False
-        self.y.plastic = 0.0
+        self._write_flags()
 
     def restore(self, H: np.ndarray, n_frozen: int, task: int) -> None:
         """Set the state reached after finishing ``task``: shared weights and the frozen neurons."""
@@ -61,7 +96,7 @@ class SharedSubspaceWeights:
         self.n_grown = self.n_frozen = n_frozen
         self.task = task
         self._plastic[:] = False
-        self.y.plastic = 0.0
+        self._write_flags()
         self._write_copies()
 
     @property
@@ -74,6 +109,43 @@ class SharedSubspaceWeights:
         """Rows of all grown neurons, shape (n_grown, n)."""
         return self.H[: self.n_grown]
 
+    # -- the neural projection ------------------------------------------------------------------
+    def residual(self) -> np.ndarray:
+        """The circuit's residual with only the frozen neurons feeding back, ``x − x̂_old``, per copy.
+
+        Read at a presentation boundary (in the batch callback), it is the neural form of the
+        projected presynaptic activity ``a_⊥ = a − H_oldᵀ(H_old a)`` in spikes per step.
+
+        Returns
+        -------
+        ndarray, shape (simulated, n)
+
+        Raises
+        ------
+        RuntimeError
+            If the circuit was not built with ``lateral.projection = "neural"`` or is switched off
+            (its state would not describe the presentation).
+        """
+        if not self.neural_projection:
+            raise RuntimeError(f"{self.name}: built with lateral.projection = 'closed-form'; it has no neural residual")
+        if not self.objects[0].active:
+            raise RuntimeError(f"{self.name}: the circuit is switched off; its residual describes no presentation")
+        return self._residual_now().reshape(self.simulated, self.n_inputs)
+
+    def projection_error(self, rates: np.ndarray, residual: np.ndarray | None = None) -> float:
+        """Relative error of the neural residual against the closed form, ``‖r − a_⊥‖_F / ‖a_⊥‖_F``.
+
+        Parameters
+        ----------
+        rates : ndarray, shape (simulated, n)
+            The presynaptic rates ``a`` (spikes per step) of the presentation just finished.
+        residual : ndarray, shape (simulated, n), optional
+            The neural residual; read with `residual` if not given.
+        """
+        r = self.residual() if residual is None else residual
+        closed = project_out(np.ascontiguousarray(rates, dtype=np.float64), np.ascontiguousarray(self.frozen_H))
+        return float(np.linalg.norm(r - closed) / np.linalg.norm(closed))
+
     # -- switching and weight copies ------------------------------------------------------------
     def set_active(self, on: bool) -> None:
         for obj in self.objects:
@@ -84,6 +156,21 @@ class SharedSubspaceWeights:
         return bool(np.array_equal(self._forward_view, np.broadcast_to(self.H, self._forward_view.shape))
                     and np.array_equal(self._feedback_view, self._forward_view))
 
+    def _write_flags(self) -> None:
+        """``plastic`` on the current task's neurons in the learning copies; ``frozen`` in every copy."""
+        plastic = np.zeros((self.simulated, self.k_max))
+        plastic[: self.copies] = self._plastic
+        self.y.plastic = plastic.ravel()
+        if self.neural_projection:
+            frozen = (np.arange(self.k_max) < self.n_frozen).astype(float)
+            self.y.frozen = np.tile(frozen, self.simulated)
+
     def _write_copies(self) -> None:
         self._forward_view[:] = self.H[None]
+        self._feedback_view[:] = self.H[None]
+
+    def _merge_copies(self) -> None:
+        """Sum the learning copies' drift into the shared ``H`` and set every copy to it."""
+        reduce_shared_weights(self._forward_view[: self.copies], self.H, self._plastic)
+        self._forward_view[self.copies:] = self.H[None]
         self._feedback_view[:] = self.H[None]

@@ -10,12 +10,14 @@ rates ``a_l`` and this map:
   summed over the batch's samples and divided by the batch size
 - hidden credit:            ``δ_l = (δ_{l+1} W_{l+1}) ⊙ 1[0 < u_l < 1]``
 - weight update:            ``ΔW_l = −η δ_lᵀ (a_{l-1} − (a_{l-1} Hᵀ) H)`` with ``H`` the projection rows
-  (none for plain fine-tuning; the frozen lateral neurons for HLOP).
+  (none for plain fine-tuning; the frozen lateral neurons for HLOP), or ``ΔW_l = −η δ_lᵀ r_{l-1}`` with
+  ``r`` the residual read from the simulated lateral circuit (the neural projection, method.md §5).
 
 All arrays are float64 in units of the spike cost; the Numba kernels do the arithmetic.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -57,9 +59,46 @@ def credit(weights: Sequence[np.ndarray], rates: Sequence[np.ndarray], labels: n
     return deltas[::-1], loss
 
 
+@dataclass(frozen=True)
+class NeuralResidual:
+    """A layer's projected presynaptic activity as the simulated lateral circuit computed it.
+
+    Attributes
+    ----------
+    activity : ndarray, shape (B, n)
+        ``a_⊥`` per sample (spikes per step): the circuit's residual with only its frozen neurons
+        feeding back (`sim.lateral_base.SharedSubspaceWeights.residual`). It replaces both the rates
+        and the closed-form projection in the update.
+    """
+
+    activity: np.ndarray
+
+
 def apply_update(weights: Sequence[np.ndarray], deltas: Sequence[np.ndarray], rates: Sequence[np.ndarray],
-                 projections: Sequence[np.ndarray], lr: float) -> None:
-    """``W_l −= lr · δ_lᵀ (a_{l-1} − (a_{l-1} H_lᵀ) H_l)`` for every layer, in place."""
+                 projections: Sequence[np.ndarray | NeuralResidual], lr: float) -> None:
+    """``W_l −= lr · δ_lᵀ a_⊥`` for every layer, in place.
+
+    Parameters
+    ----------
+    weights : list of ndarray, shape (n_l, n_{l-1})
+        Written in place.
+    deltas : list of ndarray, shape (B, n_l)
+    rates : list of ndarray, shape (B, n_l)
+        Rates of every population, input first (spikes per step).
+    projections : list
+        Per weight layer either rows ``H`` (K × n, K may be 0): closed form
+        ``a_⊥ = a − (a Hᵀ) H`` of the layer's presynaptic rates ``a``; or a `NeuralResidual`, whose
+        ``activity`` is ``a_⊥`` itself.
+    lr : float
+    """
     for layer, weight in enumerate(weights):
-        projected_update(weight, deltas[layer], np.ascontiguousarray(rates[layer]),
-                         np.ascontiguousarray(projections[layer]), lr)
+        projection = projections[layer]
+        if isinstance(projection, NeuralResidual):
+            activity, rows = projection.activity, np.zeros((0, weight.shape[1]))
+            if activity.shape != rates[layer].shape:
+                raise ValueError(f"layer {layer + 1}: neural residual of shape {activity.shape} for rates of shape "
+                                 f"{rates[layer].shape}")
+        else:
+            activity, rows = rates[layer], projection
+        projected_update(weight, deltas[layer], np.ascontiguousarray(activity, dtype=np.float64),
+                         np.ascontiguousarray(rows), lr)
