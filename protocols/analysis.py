@@ -810,6 +810,28 @@ class RunFile:
         method = METHODS.get(self.method)
         return None if method is None else bool(method.uses_lateral)
 
+    def presynaptic_population(self, layer: str) -> str:
+        """The population whose activity the weight layer (and its lateral circuit) ``layer`` reads.
+
+        Weight layer ``l`` (``l``-th of `weight_names`, or of `lateral_layers` when the file has no
+        weight snapshot yet) reads the ``l``-th population of `populations` (input first).
+
+        Raises
+        ------
+        RunFileError
+            If ``layer`` is unknown or the population's size disagrees with the layer's inputs.
+        """
+        names = self.weight_names or self.lateral_layers
+        if layer not in names:
+            raise self.error(f"weight layer {layer!r} is unknown; expected one of {', '.join(names)}")
+        pop = self.populations[names.index(layer)]
+        if layer in self.lateral_layers:
+            H, _ = self.lateral(layer, self.lateral_tasks(layer)[0])
+            if H.shape[1] != self.n_neurons(pop):
+                raise self.error(f"lateral {layer!r} has {H.shape[1]} inputs but population {pop!r} has "
+                                 f"{self.n_neurons(pop)} neurons (damaged file?)")
+        return pop
+
     def lateral_tasks(self, layer: str) -> list[int]:
         """Tasks after which the lateral circuit of ``layer`` was stored."""
         group = self._snapshot_group("lateral", layer, "lateral layer", self.lateral_layers)

@@ -11,13 +11,15 @@ Kinds (``WHAT``):
 - ``psth``: population rate (Hz per neuron) over the presentation, averaged over segments.
 - ``accuracy``: heatmap of the accuracy matrix with the values in the cells.
 - ``acc-curve``: accuracy on each task after each training stage, and their mean.
-- ``angles``: principal angles between the subspaces the lateral (HLOP) circuit learned at
-  successive tasks, per layer.
+- ``angles``: principal angles between the activity subspaces (PCA of a layer's presynaptic
+  rates) of successive tasks, and between the rows of ``H`` each task grew and that task's
+  residual activity subspace, per lateral layer.
 - ``weights``: histograms of each layer's weights after each task.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +27,7 @@ import numpy as np
 from protocols.analysis import RunFile, RunFileError
 
 __all__ = ["KINDS", "parse_window", "raster_figure", "psth_figure", "accuracy_figure", "acc_curve_figure",
-           "angles_figure", "weights_figure", "subspace_pairs", "plot_command"]
+           "angles_figure", "weights_figure", "SubspaceAngles", "subspace_angles_by_layer", "plot_command"]
 
 KINDS = ("raster", "psth", "accuracy", "acc-curve", "angles", "weights")
 """Plot kinds accepted by ``hlopsim plot``."""
@@ -312,49 +314,89 @@ def _colormap(name):
 # ---------------------------------------------------------------------------------- lateral, weights
 
 
-def subspace_pairs(run: RunFile) -> dict[str, list[tuple[int, int, np.ndarray]]]:
-    """Principal angles between the subspaces learned at successive tasks, per lateral layer.
+@dataclass
+class SubspaceAngles:
+    """Principal angles (degrees, ascending; 90 = orthogonal) of one lateral layer.
 
-    The subspace learned at task ``t`` is spanned by the rows of ``H`` (lateral neurons) grown
-    during task ``t``, as stored after task ``t``. Tasks that grew no neuron are skipped, so the
-    pairs are successive among the tasks that did.
+    Attributes
+    ----------
+    layer, population : str
+        The lateral layer and the presynaptic population whose activity it projects.
+    between_tasks : list of (int, int, ndarray)
+        ``(t_prev, t, angles)``: between the activity subspaces of successive tasks that grew
+        neurons. The activity subspace of task ``t`` is spanned by the top-``k_t`` right singular
+        vectors of the population's rate matrix (segments × neurons) in the last training epoch
+        of task ``t``, ``k_t`` = lateral neurons grown at task ``t``.
+    learned_vs_activity : list of (int, ndarray)
+        ``(t, angles)``: between the rows of ``H`` grown at task ``t`` and the top-``k_t``
+        subspace of task ``t``'s activity *after* projecting out the rows frozen before task
+        ``t`` (what those neurons should learn, method.md §4). Small angles = the circuit
+        learned its task's principal subspace.
+    """
+
+    layer: str
+    population: str
+    between_tasks: list
+    learned_vs_activity: list
+
+
+def subspace_angles_by_layer(run: RunFile) -> list[SubspaceAngles]:
+    """Principal angles between task activity subspaces and the subspaces the lateral circuit learned.
+
+    Rows of ``H`` grown at task ``t`` are those nonzero after task ``t`` and zero before. Tasks
+    that grew no neuron, or have no recorded training spikes, are skipped.
 
     Returns
     -------
-    dict of str to list of tuple
-        ``{layer: [(t_prev, t, angles_deg), ...]}``, ``angles_deg`` ascending, in degrees
-        (90 = orthogonal), from `scipy.linalg.subspace_angles`.
+    list of SubspaceAngles
+        One per lateral layer, in layer order.
     """
     from scipy.linalg import subspace_angles
 
-    found = {}
+    def top_rows(X, k):
+        return np.linalg.svd(X, full_matrices=False)[2][:k]
+
+    found = []
     for layer in run.lateral_layers:
-        learned, grown_before = [], None
+        pop = run.presynaptic_population(layer)
+        grown_before, prior = None, None
+        activity, learned = [], []
         for t in run.lateral_tasks(layer):
             H, _ = run.lateral(layer, t)
-            grown = np.any(H.reshape(H.shape[0], -1) != 0, axis=1)
+            grown = np.any(H != 0, axis=1)
             new = grown if grown_before is None else grown & ~grown_before
-            if new.any():
-                learned.append((t, H[new].reshape(int(new.sum()), -1)))
+            old_rows = H[grown_before] if grown_before is not None else H[:0]
             grown_before = grown
-        found[layer] = [(t0, t1, np.sort(np.degrees(subspace_angles(A.T, B.T))))
-                        for (t0, A), (t1, B) in zip(learned, learned[1:])]
+            train = run.select(task=t, phase="train")
+            if not new.any() or train.size == 0:
+                continue
+            last_epoch = run.segments()["epoch"][train].max()
+            X = run.rates(pop, run.select(task=t, phase="train", epoch=int(last_epoch)))
+            k = int(new.sum())
+            activity.append((t, top_rows(X, k)))
+            residual = X - (X @ old_rows.T) @ old_rows
+            learned.append((t, np.sort(np.degrees(subspace_angles(H[new].T, top_rows(residual, k).T)))))
+        between = [(t0, t1, np.sort(np.degrees(subspace_angles(A.T, B.T))))
+                   for (t0, A), (t1, B) in zip(activity, activity[1:])]
+        found.append(SubspaceAngles(layer, pop, between, learned))
     return found
 
 
 def angles_figure(run: RunFile):
-    """Principal angles between the lateral subspaces learned at successive tasks, per layer.
+    """Principal angles of task activity subspaces and of the subspaces the lateral circuit learned.
 
     Returns
     -------
     matplotlib.figure.Figure
-        One panel per layer: angle index against angle in degrees, one line per pair of tasks.
+        One column per lateral layer. Top: angles between the activity subspaces of successive
+        tasks (how much the tasks overlap in that layer's input). Bottom: angles between the rows
+        each task grew and that task's residual activity subspace (how well the circuit learned).
 
     Raises
     ------
     RunFileError
-        If the file has no lateral circuit (e.g. a finetune run) or fewer than two tasks
-        that grew lateral neurons.
+        If the file has no lateral circuit (e.g. a finetune run) or no task that grew lateral
+        neurons with recorded training spikes.
     """
     if not run.lateral_layers:
         if run.method_uses_lateral:
@@ -364,30 +406,37 @@ def angles_figure(run: RunFile):
                         f"{run.method} run does not have; use the run file of a method with HLOP")
     from matplotlib.ticker import MaxNLocator
 
-    pairs = subspace_pairs(run)
-    if not any(pairs.values()):
-        raise run.error("plot angles needs lateral snapshots of at least 2 tasks that grew neurons; "
-                        f"this file has snapshots after tasks {run.lateral_tasks(run.lateral_layers[0])}")
-    layers = list(pairs)
-    fig = _figure(4.2 * len(layers) + 0.5, 4.2)
-    axes = fig.subplots(1, len(layers), sharey=True, squeeze=False)[0]
+    layers = subspace_angles_by_layer(run)
+    if not any(found.learned_vs_activity for found in layers):
+        raise run.error("plot angles needs the training spikes of at least one task that grew lateral "
+                        "neurons; this file has none (recorded with sim.record_spikes = false?)")
+    fig = _figure(4.2 * len(layers) + 0.5, 7.6)
+    axes = fig.subplots(2, len(layers), sharey=True, squeeze=False)
     cmap = _colormap("plasma")
-    for ax, layer in zip(axes, layers):
-        for k, (t0, t1, angles) in enumerate(pairs[layer]):
-            color = cmap(k / max(1, len(pairs[layer])))
-            ax.plot(np.arange(1, len(angles) + 1), angles, marker="o", color=color, label=f"task {t0} vs {t1}")
-        ax.axhline(90, color="0.5", ls="--", lw=0.8)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_title(layer)
-        ax.set_xlabel("principal angle index")
-        ax.set_ylim(0, 95)
-        ax.grid(alpha=0.3)
-        if pairs[layer]:
-            ax.legend(fontsize=8)
-        else:
-            ax.text(0.5, 0.5, "fewer than 2 tasks grew neurons", ha="center", transform=ax.transAxes)
-    axes[0].set_ylabel("angle (degrees; 90 = orthogonal)")
-    fig.suptitle(f"{_title(run)}\nprincipal angles between the subspaces learned at successive tasks",
+    for column, found in enumerate(layers):
+        top, bottom = axes[0, column], axes[1, column]
+        for k, (t0, t1, angles) in enumerate(found.between_tasks):
+            top.plot(np.arange(1, len(angles) + 1), angles, marker="o",
+                     color=cmap(k / max(1, len(found.between_tasks))), label=f"task {t0} vs {t1}")
+        for k, (t, angles) in enumerate(found.learned_vs_activity):
+            bottom.plot(np.arange(1, len(angles) + 1), angles, marker="o",
+                        color=cmap(k / max(1, len(found.learned_vs_activity))), label=f"task {t}")
+        top.set_title(f"{found.layer} (input: {found.population})\nactivity subspaces of successive tasks",
+                      fontsize=9)
+        bottom.set_title("rows grown at a task vs its residual activity subspace", fontsize=9)
+        for ax, lines in ((top, found.between_tasks), (bottom, found.learned_vs_activity)):
+            ax.axhline(90, color="0.5", ls="--", lw=0.8)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_ylim(0, 95)
+            ax.grid(alpha=0.3)
+            if lines:
+                ax.legend(fontsize=7)
+            else:
+                ax.text(0.5, 0.5, "fewer than 2 tasks grew neurons", ha="center", transform=ax.transAxes)
+        bottom.set_xlabel("principal angle index")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("angle (degrees; 90 = orthogonal)")
+    fig.suptitle(f"{_title(run)}\nprincipal angles (PCA of the presynaptic rates, last training epoch)",
                  fontsize=10)
     return fig
 

@@ -30,8 +30,3 @@ def one_to_one_indices(n_copies: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     idx = np.arange(n_copies * n, dtype=np.int64)
     return idx, idx
 
-
-def split_copies(flat_index: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Copy number and neuron-within-copy of flat group indices."""
-    flat_index = np.asarray(flat_index, dtype=np.int64)
-    return flat_index // n, flat_index % n

@@ -39,6 +39,9 @@ oja_discrete
     plastic rows of the lateral-weight matrix ``H``.
 reduce_shared_weights
     Synchronisation of drifted copies of a weight-shared matrix.
+segment_spikes
+    A spike monitor's (time, flat index) records of a batched run turned into
+    (sample, step, neuron) triples sorted per sample (for the recorder).
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ __all__ = [
     "oja_discrete_numpy",
     "reduce_shared_weights",
     "reduce_shared_weights_numpy",
+    "segment_spikes",
+    "segment_spikes_numpy",
     "KERNEL_PAIRS",
 ]
 
@@ -715,6 +720,108 @@ def reduce_shared_weights_numpy(copies, shared, plastic_rows):
     copies[...] = shared[None, :, :]
 
 
+# ---------------------------------------------------------------------------
+# segment_spikes
+# ---------------------------------------------------------------------------
+
+
+def _check_segment_spikes(t, i, dt, n_steps, batch, n_per_copy):
+    if t.ndim != 1 or i.ndim != 1 or t.shape[0] != i.shape[0]:
+        raise ValueError("segment_spikes: t and i must be 1-D arrays of equal length")
+    if not dt > 0.0:
+        raise ValueError("segment_spikes: dt must be positive")
+    if n_steps < 1 or batch < 1 or n_per_copy < 1:
+        raise ValueError("segment_spikes: n_steps, batch and n_per_copy must be at least 1")
+
+
+_check_segment_spikes_py, _check_segment_spikes_nb = _dual(_check_segment_spikes)
+
+
+@numba.njit(nogil=True, **_JIT)
+def segment_spikes(t, i, dt, start_step, n_steps, batch, n_per_copy, n_samples):
+    """Spikes of one batched run as ``(sample, step, neuron)``, sorted by sample, step, neuron.
+
+    A run presents ``batch`` samples side by side (copy ``c`` of a population of ``n_per_copy``
+    neurons holds flat indices ``c·n_per_copy … (c+1)·n_per_copy − 1``), ``n_steps`` steps per
+    presentation, presentations back to back from step ``start_step``. A spike at time ``t`` of flat
+    index ``i`` belongs to::
+
+        s = round(t / dt) − start_step
+        sample = (s // n_steps) · batch + i // n_per_copy,   step = s % n_steps,
+        neuron = i % n_per_copy
+
+    Spikes of samples ``≥ n_samples`` (the unused copies of a partial last batch) are dropped. The
+    input must be in monitor order (time, then flat index, non-decreasing), so a stable counting
+    sort by sample yields (sample, step, neuron) order. Runs without the GIL (nogil), so a
+    background thread can overlap with it.
+
+    Parameters
+    ----------
+    t : ndarray, shape (S,), float64
+        Spike times (second).
+    i : ndarray, shape (S,), integer
+        Flat neuron indices.
+    dt : float
+        Time step (second).
+    start_step, n_steps, batch, n_per_copy, n_samples : int
+        Step at which the run started, steps per presentation, samples per batch, neurons per
+        copy, samples presented.
+
+    Returns
+    -------
+    sample, step, neuron : ndarray of int64, shape (S',)
+        ``S' ≤ S`` spikes of the presented samples.
+
+    Raises
+    ------
+    ValueError
+        If the shapes or sizes are inconsistent.
+    """
+    _check_segment_spikes_nb(t, i, dt, n_steps, batch, n_per_copy)
+    S = t.shape[0]
+    sample_of = np.empty(S, dtype=np.int64)
+    step_of = np.empty(S, dtype=np.int64)
+    count = np.zeros(n_samples + 1, dtype=np.int64)
+    inv_dt = 1.0 / dt
+    for k in range(S):
+        s = np.int64(np.rint(t[k] * inv_dt)) - start_step
+        sample = (s // n_steps) * batch + np.int64(i[k]) // n_per_copy
+        if sample >= n_samples or sample < 0:
+            sample = -1
+        else:
+            count[sample + 1] += 1
+        sample_of[k] = sample
+        step_of[k] = s % n_steps
+    for m in range(n_samples):
+        count[m + 1] += count[m]
+    kept = count[n_samples]
+    out_sample = np.empty(kept, dtype=np.int64)
+    out_step = np.empty(kept, dtype=np.int64)
+    out_neuron = np.empty(kept, dtype=np.int64)
+    for k in range(S):
+        sample = sample_of[k]
+        if sample < 0:
+            continue
+        pos = count[sample]
+        count[sample] = pos + 1
+        out_sample[pos] = sample
+        out_step[pos] = step_of[k]
+        out_neuron[pos] = np.int64(i[k]) % n_per_copy
+    return out_sample, out_step, out_neuron
+
+
+def segment_spikes_numpy(t, i, dt, start_step, n_steps, batch, n_per_copy, n_samples):
+    """Plain-numpy twin of :func:`segment_spikes`."""
+    t, i = np.asarray(t), np.asarray(i)
+    _check_segment_spikes_py(t, i, dt, n_steps, batch, n_per_copy)
+    s = np.rint(t / dt).astype(np.int64) - start_step
+    flat = i.astype(np.int64)
+    sample = (s // n_steps) * batch + flat // n_per_copy
+    keep = (sample >= 0) & (sample < n_samples)
+    order = np.argsort(sample[keep], kind="stable")
+    return sample[keep][order], (s % n_steps)[keep][order], (flat % n_per_copy)[keep][order]
+
+
 #: name -> (numba kernel, numpy twin); used by tests and benchmarks.
 KERNEL_PAIRS = {
     "project_out": (project_out, project_out_numpy),
@@ -723,4 +830,5 @@ KERNEL_PAIRS = {
     "hidden_credit": (hidden_credit, hidden_credit_numpy),
     "oja_discrete": (oja_discrete, oja_discrete_numpy),
     "reduce_shared_weights": (reduce_shared_weights, reduce_shared_weights_numpy),
+    "segment_spikes": (segment_spikes, segment_spikes_numpy),
 }

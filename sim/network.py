@@ -20,7 +20,8 @@ from brian2 import Network, NetworkOperation, NeuronGroup, SpikeGeneratorGroup, 
 from data.encoders import SpikeTrains
 from models.lateral import LateralSpec
 from models.network import NetworkSpec
-from sim.blocks import block_diagonal_indices, split_copies
+from sim.blocks import block_diagonal_indices
+from sim.kernels import segment_spikes
 from sim.lateral import GradedLateralCircuit
 
 
@@ -300,11 +301,9 @@ class SimNetwork:
         for group in self.groups:
             old = self.monitors[group.name]
             if old.record:
-                steps = np.round(np.asarray(old.t_[:]) / float(self._dt)).astype(np.int64) - start_step
-                copy, neuron = split_copies(old.i[:], group.N // batch)
-                sample = (steps // self.n_steps) * batch + copy
-                keep = sample < n_samples
-                spikes[group.name] = (sample[keep], (steps % self.n_steps)[keep], neuron[keep])
+                # One compiled pass instead of a chain of numpy temporaries (it was 8 % of a run).
+                spikes[group.name] = segment_spikes(np.asarray(old.t_[:]), np.asarray(old.i[:]), float(self._dt),
+                                                    start_step, self.n_steps, batch, group.N // batch, n_samples)
             self.net.remove(old)
             fresh = self._new_monitor(group)
             self.net.add(fresh)

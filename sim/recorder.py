@@ -26,10 +26,13 @@ The appendable datasets are written in whole chunks from small
 in-memory buffers; only the last, partial chunk of each is rewritten
 when the file is flushed. After every ``append_block`` the file is
 flushed, spikes first, so a killed process leaves a readable file whose
-segments and spikes agree up to the last completed block.
+segments and spikes agree up to the last completed block. Blocks are
+written by one background thread, in order, overlapping the simulation
+of the next block; every other method waits for them first.
 """
 
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 import json
 from numbers import Integral
@@ -153,6 +156,7 @@ class RunRecorder:
         """Wrap an open, freshly created h5py file; use `create` instead."""
         self._file = file
         self.path = path
+        self._writer, self._pending = None, []
         self._clock = 0
         self._phase_names = list(PHASE_NAMES)
         self._populations = {}
@@ -250,6 +254,7 @@ class RunRecorder:
             n_segments = int(checkpoint["n_segments"])
             recorder = cls.__new__(cls)
             recorder._file, recorder.path = file, path
+            recorder._writer, recorder._pending = None, []
             recorder._phase_names = json.loads(file["segments/phase"].attrs["phase_names"])
             recorder._segments = {name: _Appender.existing(file["segments"][name], n_segments)
                                   for name in _SEGMENT_DTYPES}
@@ -338,8 +343,13 @@ class RunRecorder:
         recorded so far: segment ``s`` of the block starts at
         ``clock + s * n_steps``. Spikes are written sorted by (segment,
         step, neuron), so the same input gives the same bytes. The whole
-        block is validated before anything is written; afterwards the
-        file is flushed.
+        block is validated in the calling thread before anything is
+        written; the writing itself (sort, compression, HDF5 I/O, then a
+        flush) runs on the recorder's writer thread, in submission order,
+        while the caller goes on. Every other method of the recorder
+        first waits for it (`wait` does so explicitly); a writer error is
+        raised by the next call. The spike arrays must not be modified
+        after the call.
 
         Parameters
         ----------
@@ -367,7 +377,7 @@ class RunRecorder:
             range, a population is unknown, or a spike's segment,
             local_step or neuron is out of range.
         """
-        self._check_open()
+        self._check_open(wait=False)
         n_steps = _check_int(n_steps, "n_steps", minimum=1)
         columns, phase_names = self._segment_columns(segments)
         n_seg = len(columns["task"])
@@ -382,14 +392,20 @@ class RunRecorder:
                 f"spikes given for unknown population(s) {unknown}; "
                 f"known: {sorted(self._populations)}"
             )
-        prepared = {
-            name: self._sorted_spikes(name, spikes.get(name), n_seg, n_steps, starts)
-            for name in self._populations
-        }
+        checked = {name: self._checked_spikes(name, spikes.get(name), n_seg, n_steps)
+                   for name in self._populations}
+        columns["start_step"] = starts
+        columns["stop_step"] = starts + np.uint64(n_steps)
+        self._clock += n_seg * n_steps
+        self._submit(self._write_block, columns, phase_names, checked, starts)
 
+    def _write_block(self, columns, phase_names, checked, starts):
+        """Sort and write one validated block, then flush (runs on the writer thread)."""
+        n_seg = len(starts)
         # spikes first, so no segment row ever points past written spikes
         segment_ends = {}
-        for name, (steps, neurons, counts) in prepared.items():
+        for name, (segment, local_step, neuron) in checked.items():
+            steps, neurons, counts = self._sorted_spikes(name, segment, local_step, neuron, n_seg, starts)
             pop = self._populations[name]
             segment_ends[name] = len(pop.spike_step) + np.cumsum(counts)
             for appender, values in ((pop.spike_step, steps), (pop.spike_neuron, neurons)):
@@ -404,12 +420,9 @@ class RunRecorder:
         if phase_names != self._phase_names:
             self._phase_names = phase_names
             self._write_phase_names()
-        columns["start_step"] = starts
-        columns["stop_step"] = starts + np.uint64(n_steps)
         for name, appender in self._segments.items():
             appender.append(columns[name])
             appender.flush()
-        self._clock += n_seg * n_steps
         self._file.flush()
 
     def _segment_columns(self, segments):
@@ -468,36 +481,72 @@ class RunRecorder:
         unique_codes = np.array([phase_names.index(name) for name in unique.tolist()], dtype=np.uint8)
         return unique_codes[inverse], phase_names
 
-    def _sorted_spikes(self, name, given, n_seg, n_steps, starts):
-        """Validate one population's spikes; return sorted steps, neurons, counts per segment."""
+    def _checked_spikes(self, name, given, n_seg, n_steps):
+        """Validate one population's spikes; return them as (segment, local_step, neuron)."""
         if given is None:
-            segment = local_step = neuron = np.empty(0, dtype=np.int64)
-        else:
-            if len(given) != 3:
-                raise ValueError(
-                    f"spikes[{name!r}] must be (segment, local_step, neuron), got {len(given)} arrays"
-                )
-            fields = ("segment", "local_step", "neuron")
-            segment, local_step, neuron = (
-                _integer_vector(values, f"spikes[{name!r}] {field}") for values, field in zip(given, fields)
+            empty = np.empty(0, dtype=np.int64)
+            return empty, empty, empty
+        if len(given) != 3:
+            raise ValueError(
+                f"spikes[{name!r}] must be (segment, local_step, neuron), got {len(given)} arrays"
             )
-            if not len(segment) == len(local_step) == len(neuron):
-                raise ValueError(
-                    f"spikes[{name!r}]: segment, local_step and neuron must have equal lengths, "
-                    f"got {len(segment)}, {len(local_step)}, {len(neuron)}"
-                )
-            n_neurons = self._populations[name].n_neurons
-            _check_range(segment, 0, n_seg, f"spikes[{name!r}] segment (block has {n_seg} segments)")
-            _check_range(local_step, 0, n_steps, f"spikes[{name!r}] local_step")
-            _check_range(neuron, 0, n_neurons, f"spikes[{name!r}] neuron")
-        segment = segment.astype(np.intp)
+        fields = ("segment", "local_step", "neuron")
+        segment, local_step, neuron = (
+            _integer_vector(values, f"spikes[{name!r}] {field}") for values, field in zip(given, fields)
+        )
+        if not len(segment) == len(local_step) == len(neuron):
+            raise ValueError(
+                f"spikes[{name!r}]: segment, local_step and neuron must have equal lengths, "
+                f"got {len(segment)}, {len(local_step)}, {len(neuron)}"
+            )
+        n_neurons = self._populations[name].n_neurons
+        _check_range(segment, 0, n_seg, f"spikes[{name!r}] segment (block has {n_seg} segments)")
+        _check_range(local_step, 0, n_steps, f"spikes[{name!r}] local_step")
+        _check_range(neuron, 0, n_neurons, f"spikes[{name!r}] neuron")
+        return segment, local_step, neuron
+
+    def _sorted_spikes(self, name, segment, local_step, neuron, n_seg, starts):
+        """Global steps and neurons sorted by (step, neuron), and spikes per segment."""
+        segment = segment.astype(np.intp, copy=False)
         steps = starts[segment] + local_step.astype(np.uint64)
         neuron = neuron.astype(np.uint32)
-        # One integer key (global step, then neuron) sorts 2.5x faster than np.lexsort on two keys.
+        # One integer key (global step, then neuron) sorts 2.5x faster than np.lexsort on two keys;
+        # input already in this order (as `SimNetwork` delivers it) costs one linear pass.
         n_neurons = np.uint64(self._populations[name].n_neurons)
         order = np.argsort(steps * n_neurons + neuron.astype(np.uint64), kind="stable")
         counts = np.bincount(segment, minlength=n_seg)
         return steps[order], neuron[order], counts
+
+    # ------------------------------------------------------------ writer thread
+
+    def _submit(self, job, *args):
+        """Run ``job(*args)`` on the writer thread, after every job submitted before it.
+
+        Writing a block (sorting, compressing, HDF5 I/O) takes about a tenth of the time of the
+        simulation that produced it; on its own thread it overlaps with the next simulation, mostly
+        on another core (numpy's sort and HDF5 run without holding the GIL). A job that fails makes
+        the next call of this recorder raise its error.
+        """
+        self._raise_failed()
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hlopsim-recorder")
+        self._pending.append(self._writer.submit(job, *args))
+
+    def _raise_failed(self):
+        """Re-raise the error of a finished writer job, if any; forget finished jobs."""
+        still = []
+        for future in self._pending:
+            if future.done():
+                future.result()
+            else:
+                still.append(future)
+        self._pending = still
+
+    def wait(self):
+        """Block until every submitted block is written; re-raise a writer error."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
 
     def _write_phase_names(self):
         self._file["segments/phase"].attrs["phase_names"] = json.dumps(self._phase_names)
@@ -707,6 +756,9 @@ class RunRecorder:
             self.flush()
             self._file.attrs["complete"] = bool(complete)
         finally:
+            if self._writer is not None:
+                self._writer.shutdown(wait=True)     # a failed flush may leave jobs running
+                self._writer = None
             self._file.close()
             self._file = None
 
@@ -722,9 +774,12 @@ class RunRecorder:
         self.close(complete=exc_type is None)
         return False
 
-    def _check_open(self):
+    def _check_open(self, wait=True):
+        """Refuse a closed file; unless ``wait`` is False, let pending block writes finish first."""
         if self._file is None:
             raise ValueError(f"run file {str(self.path)!r} is closed")
+        if wait:
+            self.wait()
 
 
 # -------------------------------------------------------------------- helpers

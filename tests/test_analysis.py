@@ -268,3 +268,56 @@ def test_a_cut_copy_shows_only_complete_segments(run_path, raw, tmp_path):
 def test_missing_file_is_refused(tmp_path):
     with pytest.raises(RunFileError, match="no such file"):
         RunFile(tmp_path / "missing.h5")
+
+
+def test_subspace_angles_against_known_subspaces(tmp_path):
+    """`protocols.plots.subspace_angles_by_layer` on a run file whose answers are known by construction.
+
+    Task 0's input rates lie in a 3-dimensional subspace A and its lateral rows are exactly the top-3
+    right singular vectors of the recorded rate matrix (angles 0); task 1's rates lie in a subspace B
+    orthogonal to A (other neurons: angles between the tasks 90°) and its rows are random (large
+    angles).
+    """
+    from protocols.plots import subspace_angles_by_layer
+    from sim.recorder import RunRecorder
+
+    rng = np.random.default_rng(7)
+    n, n_steps, n_seg, k = 12, 50, 40, 3
+    # non-negative rows; A on neurons 0..5, B on neurons 6..11
+    basis = np.zeros((2 * k, n))
+    basis[:k, : n // 2] = rng.random((k, n // 2))
+    basis[k:, n // 2 :] = rng.random((k, n // 2))
+    path = tmp_path / "known.h5"
+    rows = {}
+    attrs = {"dt": 1e-3, "n_steps_per_presentation": n_steps, "method": "hlop", "protocol": "permuted-digits"}
+    with RunRecorder.create(path, attrs=attrs) as rec:
+        rec.add_population("input", n, "poisson", "input")
+        rec.add_population("output", 2, "LIF", "output")
+        H = np.zeros((2 * k, n))
+        for task, span in enumerate((basis[:k], basis[k:])):
+            rec.write_task(task, f"task {task}")
+            rates = rng.random((n_seg, k)) @ span * 0.2                      # spikes per step, rank k
+            counts = rng.poisson(rates * n_steps)
+            seg, neuron = np.nonzero(counts)
+            seg, neuron = np.repeat(seg, counts[seg, neuron]), np.repeat(neuron, counts[seg, neuron])
+            step = rng.integers(0, n_steps, len(seg))
+            rec.append_block({"task": task, "stage": task, "epoch": 0, "phase": "train",
+                              "trial": np.arange(n_seg), "label": np.zeros(n_seg, int)},
+                             {"input": (seg, step, neuron)}, n_steps)
+            if task == 0:
+                rows[0] = np.linalg.svd(counts / (n_steps * 1e-3), full_matrices=False)[2][:k]
+            else:
+                rows[1] = np.linalg.qr(rng.normal(size=(n, k)))[0].T
+            H[task * k:(task + 1) * k] = rows[task]
+            rec.write_weights("w_1", task, np.zeros((2, n)))
+            rec.write_lateral("w_1", task, H.copy(), np.arange(2 * k) < (task + 1) * k)
+    with open_run(path) as run:
+        assert run.presynaptic_population("w_1") == "input"
+        (found,) = subspace_angles_by_layer(run)
+    assert found.layer == "w_1" and found.population == "input"
+    (t0, angles_0), (t1, angles_1) = found.learned_vs_activity
+    assert (t0, t1) == (0, 1)
+    assert angles_0.max() < 1e-4                   # exact PCA rows
+    assert angles_1.max() > 20                     # random rows
+    ((a, b, between),) = found.between_tasks
+    assert (a, b) == (0, 1) and np.all(between > 89.99)

@@ -480,6 +480,49 @@ def test_reduce_shared_weights_rejects_bad_shapes(fn):
         fn(np.zeros((2, 3, 4)), np.zeros((3, 4)), np.ones(2, dtype=bool))
 
 
+# ---------------------------------------------------------------------------
+# segment_spikes
+# ---------------------------------------------------------------------------
+def _monitor_records(rng, n_batches, batch, n_per_copy, n_steps, rate, dt, start_step):
+    """Random spikes in monitor order: (time, flat index) non-decreasing."""
+    steps, flat = np.nonzero(rng.random((n_batches * n_steps, batch * n_per_copy)) < rate)
+    return (steps + start_step) * dt, flat.astype(np.int32)
+
+
+@pytest.mark.parametrize("n_samples_cut", [0, 5])
+def test_segment_spikes_matches_twin_and_definition(n_samples_cut):
+    rng = np.random.default_rng(3)
+    batch, n_per_copy, n_steps, n_batches, dt, start = 4, 7, 6, 3, 1e-3, 250
+    t, i = _monitor_records(rng, n_batches, batch, n_per_copy, n_steps, 0.2, dt, start)
+    n_samples = n_batches * batch - n_samples_cut % batch       # a partial last batch drops copies
+    got = kn.segment_spikes(t, i, dt, start, n_steps, batch, n_per_copy, n_samples)
+    twin = kn.segment_spikes_numpy(t, i, dt, start, n_steps, batch, n_per_copy, n_samples)
+    for a, b in zip(got, twin):
+        np.testing.assert_array_equal(a, b)
+    sample, step, neuron = got
+    # sorted by (sample, step, neuron), every spike of a kept sample present exactly once
+    key = (sample * n_steps + step) * n_per_copy + neuron
+    assert np.all(np.diff(key) > 0)
+    s = np.rint(t / dt).astype(int) - start
+    expected_sample = (s // n_steps) * batch + i // n_per_copy
+    assert len(sample) == np.count_nonzero(expected_sample < n_samples)
+    flat_back = (sample % batch) * n_per_copy + neuron
+    time_back = ((sample // batch) * n_steps + step + start) * dt
+    pairs = set(zip(np.round(time_back / dt).astype(int), flat_back))
+    kept = expected_sample < n_samples
+    assert pairs == set(zip(np.round(t[kept] / dt).astype(int), i[kept]))
+
+
+def test_segment_spikes_empty_and_bad_input():
+    out = kn.segment_spikes(np.zeros(0), np.zeros(0, dtype=np.int32), 1e-3, 0, 5, 2, 3, 4)
+    assert all(len(a) == 0 for a in out)
+    for fn in (kn.segment_spikes, kn.segment_spikes_numpy):
+        with pytest.raises(ValueError):
+            fn(np.zeros(3), np.zeros(2, dtype=np.int32), 1e-3, 0, 5, 2, 3, 4)
+        with pytest.raises(ValueError):
+            fn(np.zeros(3), np.zeros(3, dtype=np.int32), 0.0, 0, 5, 2, 3, 4)
+
+
 def test_kernel_pairs_registry():
     for name, (nb_fn, np_fn) in kn.KERNEL_PAIRS.items():
         assert np_fn.__name__ == f"{name}_numpy"

@@ -214,6 +214,7 @@ def test_killed_writer_leaves_completed_blocks(tmp_path):
                                 rng.integers(0, 10, n_spikes),
                                 rng.integers(0, 20, n_spikes))}}
             rec.append_block(segments, spikes, 10)
+        rec.wait()                      # both blocks are on disk (append_block returns earlier)
         os.kill(os.getpid(), signal.SIGKILL)
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
@@ -227,6 +228,41 @@ def test_killed_writer_leaves_completed_blocks(tmp_path):
         assert len(ends) == 8
         assert ends[-1] == len(f["populations/input/spike_step"]) == 70_010
         assert np.all(np.diff(f["populations/input/spike_step"][:].astype(np.int64)) >= 0)
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.6, 0.8])
+def test_writer_killed_mid_block_leaves_a_consistent_file(tmp_path, delay):
+    """Killed while the writer thread is busy with a large block (sorting it, or writing its chunks,
+    depending on the delay and the machine): the file opens and agrees with itself."""
+    path = tmp_path / "run.h5"
+    script = textwrap.dedent(f"""
+        import os, signal, sys, time
+        import numpy as np
+        sys.path.insert(0, {str(PROJECT)!r})
+        from sim.recorder import RunRecorder
+        rec = RunRecorder.create({str(path)!r}, attrs={{"seed": 1}})
+        rec.add_population("input", 20, "LIF", "input")
+        rng = np.random.default_rng(0)
+        for n_seg, n_spikes in ((2, 1000), (400, 4_000_000)):
+            segments = dict(task=0, stage=0, epoch=0, phase="train",
+                            trial=np.arange(n_seg), label=np.zeros(n_seg, int))
+            spikes = {{"input": (rng.integers(0, n_seg, n_spikes),
+                                rng.integers(0, 10, n_spikes),
+                                rng.integers(0, 20, n_spikes))}}
+            rec.append_block(segments, spikes, 10)
+            if n_seg == 2:
+                rec.wait()
+        time.sleep({delay})
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == -9, result.stderr
+    with h5py.File(path, "r") as f:
+        n_seg = len(f["segments/task"])
+        assert {len(f["segments"][name]) for name in f["segments"]} == {n_seg}
+        assert n_seg in (2, 402)
+        ends = f["populations/input/segment_end"][:n_seg]
+        assert len(f["populations/input/spike_step"]) >= ends[-1] == (1000 if n_seg == 2 else 4_001_000)
 
 
 def test_existing_file_is_refused_and_untouched(tmp_path):
