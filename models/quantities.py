@@ -11,7 +11,7 @@ import re
 
 import brian2
 from brian2 import Quantity
-from brian2.units.fundamentalunits import DimensionMismatchError, Unit
+from brian2.units.fundamentalunits import DIMENSIONLESS, DimensionMismatchError, Unit
 
 _QUANTITY = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([A-Za-z_][A-Za-z_0-9]*)?\s*$")
 
@@ -48,8 +48,8 @@ def parse_quantity(text, unit: Unit, *, name: str = "value", positive: bool = Fa
     if isinstance(text, Quantity):
         value = text
     elif isinstance(text, (int, float)) and not isinstance(text, bool):
-        value = Quantity(float(text)) * (unit if unit.dim == brian2.DIMENSIONLESS else 1)
-        if unit.dim != brian2.DIMENSIONLESS:
+        value = Quantity(float(text)) * (unit if unit.dim == DIMENSIONLESS else 1)
+        if unit.dim != DIMENSIONLESS:
             raise ValueError(f"{name} = {text!r} has no unit; expected a value in {unit!r}, e.g. '1 {unit!r}'")
     elif isinstance(text, str):
         match = _QUANTITY.match(text)
@@ -57,7 +57,7 @@ def parse_quantity(text, unit: Unit, *, name: str = "value", positive: bool = Fa
             raise ValueError(f"{name} = {text!r} is not a number with a unit; expected e.g. '1 {unit!r}'")
         number, unit_name = float(match.group(1)), match.group(2)
         if unit_name is None:
-            if unit.dim != brian2.DIMENSIONLESS:
+            if unit.dim != DIMENSIONLESS:
                 raise ValueError(f"{name} = {text!r} has no unit; expected a value in {unit!r}")
             value = Quantity(number)
         else:

@@ -43,3 +43,60 @@ def test_bad_settings_are_one_line_errors(tmp_path):
     assert bad.returncode == 2 and "quantum" in bad.stderr and "Traceback" not in bad.stderr
     extra = run("--method", "hlop", cwd=tmp_path)
     assert extra.returncode == 2 and "--method" in extra.stderr
+
+
+TINY = ["--set", 'sim.target="numpy"', "--set", 'protocol.circuits=["discrete"]', "--set", "stream.samples=64",
+        "--set", "stream.passes=1", "--set", "stream.checkpoints=2"]
+
+
+def test_sweep_sets_fidelity_against_cost(tmp_path):
+    """2 rate scales × 2 presentation lengths of the spiking circuit on a tiny stream (64 samples, 1 pass).
+
+    Too short to converge, so only what must hold at any length is checked: spikes grow with the rate
+    scale and the presentation, the neural projection's error shrinks with more spikes, task 1 leaves
+    task 0's neurons untouched. Measured: 6.2 / 25.6 spikes per sample at 150 / 600 Hz (40 ms), 13.7 /
+    53.7 at 80 ms; projection error 11.2 / 3.8 % (40 ms), 5.5 / 1.7 % (80 ms).
+    """
+    out = tmp_path / "sweep.h5"
+    done = run("--out", str(out), *TINY, "--set", 'sweep.rate_scale=["150 Hz", "600 Hz"]',
+               "--set", 'sweep.presentation=["40 ms", "80 ms"]', cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "sweep: spiking circuit, fidelity against cost" in done.stdout
+    for rate in ("150 Hz", "600 Hz"):
+        for presentation in ("40 ms", "80 ms"):
+            assert any(line.split()[:4] == [*rate.split(), *presentation.split()] for line in done.stdout.splitlines())
+    with h5py.File(out, "r") as f:
+        g = f["sweep"]
+        assert list(g["rate_scale_hz"][:]) == [150.0, 600.0, 150.0, 600.0]
+        assert list(g["presentation_ms"][:]) == [40.0, 40.0, 80.0, 80.0]
+        assert g["angle"].shape == g["orthonormality"].shape == (4, 2)
+        assert (g["seconds"][:] > 0).all() and (g["samples"][:] == 128).all()
+        assert (g["runs"][:] == 4).all() and (g["run_overhead"][:] > 0).all()
+        assert np.allclose(g["simulation_seconds"][:], g["seconds"][:] - 4 * g["run_overhead"][:])
+        spikes, error = g["spikes"][:], g["projection_error"][:]
+        for lo, hi in ((0, 1), (2, 3)):      # 150 → 600 Hz at the same presentation
+            assert 3 * spikes[lo] < spikes[hi] < 5 * spikes[lo]
+            assert error[hi] < 0.6 * error[lo]
+        for short, long in ((0, 2), (1, 3)):  # 40 → 80 ms at the same rate scale
+            assert 1.6 * spikes[short] < spikes[long] < 2.4 * spikes[short]
+        for i in range(4):
+            point = g[str(i)]
+            task, H = point["task"][:], point["H"][:]
+            assert H.shape == (4, 6, 20) and point.attrs["spikes"] == spikes[i]
+            assert point.attrs["rate_scale"] == ["150 Hz", "600 Hz"][i % 2]
+            assert np.array_equal(H[np.flatnonzero(task == 0)[-1], :3], H[-1, :3])
+
+
+def test_bad_sweep_values_are_one_line_errors(tmp_path):
+    for setting, named in (('sweep.rate_scale=["300 Hz", "0 Hz"]', "'0 Hz' must be positive"),
+                           ('sweep.rate_scale=["150 ms"]', "wrong dimensions"),
+                           ("sweep.rate_scale=[150]", "150 has no unit"),
+                           ('sweep.rate_scale=["3"]', "'3' has no unit"),
+                           ('sweep.rate_scale=["2000 Hz"]', "2 spikes per step"),
+                           ('sweep.presentation=["10 ms"]', "lateral.window"),
+                           ('sweep.rate_scale="300 Hz"', "expected a value like []")):
+        out = tmp_path / "bad.h5"
+        bad = run("--out", str(out), "--set", setting, cwd=tmp_path)
+        assert bad.returncode == 2, (setting, bad.stderr)
+        assert named in bad.stderr and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr, bad.stderr
+        assert not out.exists()
