@@ -33,11 +33,15 @@ def lateral_spec(section: dict) -> LateralSpec:
         optional["rate_scale"] = parse_quantity(section["rate_scale"], Hz, name="lateral.rate_scale", positive=True)
     if "trace_tau" in section:
         optional["trace_tau"] = parse_quantity(section["trace_tau"], ms, name="lateral.trace_tau", positive=True)
+    # The spiking circuit is stable only at a lower η than the graded one (README), so a protocol
+    # may hold one rate per circuit; "spiking_hebbian_rate" is used for neuron = "spiking" if present.
+    rate_key = "spiking_hebbian_rate" if section.get("neuron") == "spiking" and "spiking_hebbian_rate" in section \
+        else "hebbian_rate"
     return LateralSpec(
         first_task=tuple(section["first_task"]),
         per_task=tuple(section["per_task"]),
-        hebbian_rate=tuple(parse_quantity(rate, Hz, name="lateral.hebbian_rate", positive=True)
-                           for rate in section["hebbian_rate"]),
+        hebbian_rate=tuple(parse_quantity(rate, Hz, name=f"lateral.{rate_key}", positive=True)
+                           for rate in section[rate_key]),
         copies=section["copies"],
         dt=parse_quantity(section["dt"], ms, name="lateral.dt", positive=True),
         window=parse_quantity(section["window"], ms, name="lateral.window", positive=True),

@@ -32,8 +32,8 @@ class RunResult:
 
     method: str
     accuracy: np.ndarray                 # R[i, j], percent
-    train_seconds: float                 # wall time spent in training runs
-    train_samples: int                   # training presentations
+    train_seconds: float                 # wall time spent in training runs (supervised and consolidation)
+    train_samples: int                   # training presentations (supervised and consolidation)
     total_seconds: float
     path: Path | None = None
     losses: list[float] = field(default_factory=list)
@@ -113,6 +113,9 @@ def run_continual(config: dict, method_name: str, out: Path | None, *, overwrite
     if not learn["lr"] > 0 or not learn["logit_scale"] > 0:
         raise ValueError(f"learning.lr = {learn['lr']} and learning.logit_scale = {learn['logit_scale']} "
                          "must be positive")
+    n_consolidation = config["lateral"].get("consolidation_epochs", 0) if method.uses_lateral else 0
+    if not (isinstance(n_consolidation, int) and n_consolidation >= 0):
+        raise ValueError(f"lateral.consolidation_epochs = {n_consolidation!r} must be a non-negative integer")
     prefs.configure(config["sim"]["target"])
     dataset = load_digits(test_size=config["data"]["test_size"], split_seed=config["data"]["split_seed"])
     seeds = np.random.SeedSequence(seed).spawn(4)
@@ -172,6 +175,7 @@ def run_continual(config: dict, method_name: str, out: Path | None, *, overwrite
 
     losses = []
     bar = tqdm(total=(n_tasks - first_task) * (-(-n_epochs * len(dataset.y_train) // spec.batch_size)
+                                + -(-n_consolidation * len(dataset.y_train) // spec.batch_size)
                                 + sum(-(-len(t.y_test) // spec.batch_size) for t in tasks)),
                desc=method.name, unit="batch", disable=not progress, leave=False, miniters=1)
     try:
@@ -201,6 +205,19 @@ def run_continual(config: dict, method_name: str, out: Path | None, *, overwrite
                 recorder.append_block({"task": task.index, "stage": task.index, "epoch": epoch,
                                        "phase": "train", "trial": order, "label": labels},
                                       activity.spikes, n_steps)
+            if method.uses_lateral and n_consolidation:
+                # Lateral plasticity only, on the task's final representation (weights fixed).
+                orders = [order_rng.permutation(len(task.y_train)) for _ in range(n_consolidation)]
+                order = np.concatenate(orders)
+                tick = time.perf_counter()
+                activity = net.present(concat_spikes([encode(task.x_train[o]) for o in orders]), progress=bar)
+                train_seconds += time.perf_counter() - tick          # training time: learning the task
+                train_samples += len(order)
+                if recorder is not None:
+                    recorder.append_block({"task": task.index, "stage": task.index,
+                                           "epoch": n_epochs + np.repeat(np.arange(n_consolidation), len(task.y_train)),
+                                           "phase": "consolidate", "trial": order, "label": task.y_train[order]},
+                                          activity.spikes, n_steps)
             method.end_task(net, task.index)
             net.set_lateral_learning(False)
 

@@ -148,6 +148,8 @@ BAD = {
     "zero-dt": (["permuted-digits", *TINY, "--set", 'network.dt="0 ms"'], ["network.dt", "0 ms"]),
     "dt-in-volt": (["permuted-digits", *TINY, "--set", 'network.dt="5 mV"'], ["network.dt", "5 mV"]),
     "missing-folder": (["permuted-digits", *TINY, "--out", "/nonexistent/x.h5"], ["/nonexistent"]),
+    "negative-consolidation": (["permuted-digits", *TINY, "--set", "lateral.consolidation_epochs=-1"],
+                               ["lateral.consolidation_epochs", "-1"]),
 }
 EXISTING_BYTES = b"not an HDF5 file, must survive\n" * 7
 

@@ -5,6 +5,8 @@ the batch-level properties, with real Brian2 simulations and real HDF5 files und
 """
 from __future__ import annotations
 
+import json
+
 import h5py
 import numpy as np
 import pytest
@@ -220,3 +222,35 @@ def test_recorded_spikes_match_counts_and_survive_the_run_file(tmp_path):
                 assert np.all((local >= 0) & (local < n_steps)), (name, s)
                 counts = np.bincount(neuron[lo:hi], minlength=sizes[layer])
                 assert np.array_equal(counts, expected[layer][s]), (name, s)
+
+
+# ------------------------------------------------------------------------------ consolidation
+
+
+def test_consolidation_epochs_train_only_the_lateral_circuit(seeded_runs, tmp_path):
+    """`lateral.consolidation_epochs`: after each task's training, more presentations of its data
+    with lateral plasticity on and the supervised weights untouched (recorded as phase "consolidate")."""
+    path = tmp_path / "consolidated.h5"
+    run_continual(tiny_config("lateral.consolidation_epochs=2"), "hlop", path, progress=False)
+    plain = datasets(seeded_runs["a"][1])       # same seed, no consolidation
+    with_c = datasets(path)
+    # Task 0's training is identical (its orders are drawn before the consolidation's): same weights.
+    for name in ("weights/w_1/after_task_0", "weights/w_2/after_task_0"):
+        assert np.array_equal(with_c[name], plain[name])
+    # ...and the extra epochs moved the grown lateral rows (learning continued).
+    for layer in ("w_1", "w_2"):
+        grown = np.any(plain[f"lateral/{layer}/H_after_task_0"] != 0, axis=1)
+        assert np.abs(with_c[f"lateral/{layer}/H_after_task_0"][grown]
+                      - plain[f"lateral/{layer}/H_after_task_0"][grown]).max() > 1e-3
+    with h5py.File(path, "r") as f:
+        names = json.loads(f["segments/phase"].attrs["phase_names"])
+        phase = np.array(names)[f["segments/phase"][:]]
+        task, epoch = f["segments/task"][:], f["segments/epoch"][:]
+    for t in (0, 1):
+        consolidate = (phase == "consolidate") & (task == t)
+        assert consolidate.sum() == 2 * 128
+        assert set(epoch[consolidate]) == {1, 2}           # numbered after the training epoch (0)
+    # finetune has no lateral circuit: the setting changes nothing
+    ft = run_continual(tiny_config("lateral.consolidation_epochs=2"), "finetune", None, progress=False)
+    ft0 = run_continual(tiny_config(), "finetune", None, progress=False)
+    assert np.array_equal(ft.accuracy, ft0.accuracy)

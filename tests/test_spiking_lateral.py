@@ -220,3 +220,20 @@ def test_cli_run_with_spiking_lateral_circuits(tmp_path):
             assert np.array_equal(H0[frozen0], H1[frozen0])  # task 0's neurons never changed again
             rows = H1[frozen1]
             assert np.linalg.norm(rows @ rows.T - np.eye(6)) < 0.5
+
+
+def test_each_circuit_takes_its_own_hebbian_rate_from_the_protocol():
+    """permuted-digits holds one η per circuit kind: the spiking circuit is unstable at the graded η."""
+    from brian2 import Hz
+
+    from models.from_config import lateral_spec
+    from protocols.config import apply_overrides, load_protocol
+
+    base = load_protocol("permuted-digits")
+    graded = lateral_spec(base["lateral"])
+    spiking = lateral_spec(apply_overrides(base, ['lateral.neuron="spiking"'])["lateral"])
+    assert [float(r / Hz) for r in graded.hebbian_rate] == [8.0, 3.0]
+    assert [float(r / Hz) for r in spiking.hebbian_rate] == [3.0, 1.0]
+    bad = apply_overrides(base, ['lateral.neuron="spiking"', 'lateral.spiking_hebbian_rate=["-1 Hz", "1 Hz"]'])
+    with pytest.raises(ValueError, match="lateral.spiking_hebbian_rate"):
+        lateral_spec(bad["lateral"])
