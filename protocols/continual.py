@@ -71,6 +71,9 @@ def resume_settings(path: Path) -> tuple[dict, str]:
             raise ValueError(f"{str(path)!r} is a complete run; nothing to resume")
         if "checkpoint" not in f:
             raise ValueError(f"{str(path)!r} has no finished task to resume from; start the run again")
+        if f.attrs["method"] == "gpm":
+            raise ValueError(f"{str(path)!r} is a gpm run, which cannot be resumed (its bases are not "
+                             "checkpointed); start it again")
         return json.loads(f.attrs["config"]), str(f.attrs["method"])
 
 
@@ -83,7 +86,7 @@ def run_continual(config: dict, method_name: str, out: Path | None, *, overwrite
     config : dict
         Resolved protocol configuration (see `protocols.config`).
     method_name : str
-        ``"finetune"`` or ``"hlop"``.
+        ``"finetune"``, ``"hlop"`` or ``"gpm"`` (`protocols.methods`).
     out : Path or None
         Run file to write (HDF5), or None for none.
     overwrite : bool
@@ -104,7 +107,7 @@ def run_continual(config: dict, method_name: str, out: Path | None, *, overwrite
     from sim.recorder import RunRecorder
 
     started = time.perf_counter()
-    method = make_method(method_name)
+    method = make_method(method_name, config)
     proto, learn = config["protocol"], config["learning"]
     n_tasks, n_epochs, seed = proto["tasks"], proto["epochs"], proto["seed"]
     for key, value in (("protocol.tasks", n_tasks), ("protocol.epochs", n_epochs)):
@@ -194,6 +197,7 @@ def run_continual(config: dict, method_name: str, out: Path | None, *, overwrite
                 deltas, loss = credit(net.weights, batch.rates, labels[np.where(valid, batch.samples, 0)],
                                       valid, learn["logit_scale"])
                 apply_update(net.weights, deltas, batch.rates, method.projections(net), learn["lr"])
+                method.observe(batch.rates, valid & (epoch[np.where(valid, batch.samples, 0)] == n_epochs - 1))
                 losses.append(loss)
                 return True
 
@@ -233,9 +237,8 @@ def run_continual(config: dict, method_name: str, out: Path | None, *, overwrite
             if recorder is not None:
                 for name, weights in zip(spec.weight_names, net.weights):
                     recorder.write_weights(name, task.index, weights)
-                for name, circuit in zip(spec.weight_names, net.lateral):
-                    frozen = np.arange(circuit.k_max) < circuit.n_frozen
-                    recorder.write_lateral(name, task.index, circuit.H.copy(), frozen)
+                for name, (rows, frozen) in zip(spec.weight_names, method.snapshots(net)):
+                    recorder.write_lateral(name, task.index, rows, frozen)
                 recorder.write_metrics(R)
                 recorder.write_checkpoint(
                     task=task.index, train_seconds=train_seconds, train_samples=train_samples,

@@ -235,7 +235,10 @@ def format_text(info: dict) -> str:
 
     lines.append("")
     if info["lateral"]:
-        lines.append("lateral circuit (HLOP): subspace neurons grown / frozen (of allocated) after each task")
+        if info.get("method") == "gpm":
+            lines.append("protected bases (gpm): directions kept / frozen (of the layer's inputs) after each task")
+        else:
+            lines.append("lateral circuit (HLOP): subspace neurons grown / frozen (of allocated) after each task")
         all_tasks = sorted({row["task"] for layer in info["lateral"] for row in layer["tasks"]})
         rows = [["layer"] + [f"task {t}" for t in all_tasks]]
         for layer in info["lateral"]:

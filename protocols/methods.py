@@ -27,6 +27,14 @@ class Finetune:
     def end_task(self, net, task: int) -> None:
         """Finish ``task``."""
 
+    def observe(self, rates, keep) -> None:
+        """See the rates (every population, input first) of a training batch; ``keep`` marks the
+        rows of the task's last training epoch (valid samples only)."""
+
+    def snapshots(self, net) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per weight layer, the protecting rows and their frozen mask to record after a task."""
+        return []
+
     def projections(self, net) -> list[np.ndarray]:
         """Rows ``H_l`` (K × n) to project each layer's update out of; K = 0 means no projection."""
         return [np.zeros((0, w.shape[1])) for w in net.weights]
@@ -53,6 +61,9 @@ class HLOP(Finetune):
         for circuit in net.lateral:
             circuit.freeze()
 
+    def snapshots(self, net) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [(circuit.H.copy(), np.arange(circuit.k_max) < circuit.n_frozen) for circuit in net.lateral]
+
     def projections(self, net) -> list[np.ndarray | NeuralResidual]:
         """Per layer the frozen rows, or (neural projection) the circuit's residual of the batch just presented."""
         from sim.learning import NeuralResidual
@@ -60,11 +71,89 @@ class HLOP(Finetune):
                 for circuit in net.lateral]
 
 
-METHODS = {cls.name: cls for cls in (Finetune, HLOP)}
+class GPM(Finetune):
+    """Gradient projection memory (Saha et al., ICLR 2021): HLOP's projection with exact subspaces.
+
+    The closed-form reference for HLOP's circuit: no lateral neurons, the same projected update,
+    but each layer's protected basis ``B`` (orthonormal rows) grows at the end of every task by
+    the top right singular vectors of the residual ``R = A − (A Bᵀ) B`` of that task's presynaptic
+    rates ``A`` (samples of the task's last training epoch × inputs), as many as it takes for the
+    basis to hold the fraction ``threshold`` of ``A``'s energy::
+
+        ‖A Bᵀ‖²_F + Σ_{i ≤ k} σ_i(R)² ≥ threshold · ‖A‖²_F
+
+    Parameters
+    ----------
+    threshold : float
+        Energy fraction in (0, 1], the ``[gpm] threshold`` of the protocol.
+    """
+
+    name = "gpm"
+
+    def __init__(self, threshold: float = 0.97):
+        if not 0.0 < threshold <= 1.0:
+            raise ValueError(f"gpm.threshold = {threshold} must be in (0, 1]")
+        self.threshold = threshold
+        self.bases: list[np.ndarray] | None = None
+        self._seen: list[list[np.ndarray]] = []
+        self.added: list[list[int]] = []            # directions added per task, per layer
+
+    def begin_task(self, net, task: int) -> None:
+        if self.bases is None:
+            self.bases = [np.zeros((0, w.shape[1])) for w in net.weights]
+        self._seen = [[] for _ in net.weights]
+
+    def observe(self, rates, keep) -> None:
+        """Keep the presynaptic rates of the last training epoch's samples."""
+        for layer, seen in enumerate(self._seen):
+            seen.append(rates[layer][keep])
+
+    def end_task(self, net, task: int) -> None:
+        added = []
+        for layer, seen in enumerate(self._seen):
+            self.bases[layer], k = grow_basis(self.bases[layer], np.concatenate(seen), self.threshold)
+            added.append(k)
+        self.added.append(added)
+        self._seen = []
+
+    def projections(self, net) -> list[np.ndarray]:
+        return self.bases
+
+    def snapshots(self, net) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The bases padded with zero rows to the layer's input width (as a lateral circuit's ``H``)."""
+        found = []
+        for basis in self.bases:
+            padded = np.zeros((basis.shape[1], basis.shape[1]))
+            padded[: len(basis)] = basis
+            found.append((padded, np.arange(basis.shape[1]) < len(basis)))
+        return found
 
 
-def make_method(name: str):
-    """A fresh method object by name."""
+def grow_basis(basis: np.ndarray, A: np.ndarray, threshold: float) -> tuple[np.ndarray, int]:
+    """GPM's basis update: ``basis`` (K × n, orthonormal rows) extended by the fewest top singular
+    vectors of the residual of ``A`` (S × n) that bring the energy of ``A`` it holds to ``threshold``.
+
+    Returns the new basis and the number of rows added.
+    """
+    total = float(np.sum(A * A))
+    residual = A - (A @ basis.T) @ basis
+    held = total - float(np.sum(residual * residual))
+    if total == 0.0 or held >= threshold * total:
+        return basis, 0
+    _, sigma, vt = np.linalg.svd(residual, full_matrices=False)
+    needed = threshold * total - held
+    k = int(np.searchsorted(np.cumsum(sigma ** 2), needed * (1 - 1e-12)) + 1)
+    k = min(k, basis.shape[1] - basis.shape[0], len(sigma))
+    return np.vstack([basis, vt[:k]]), k
+
+
+METHODS = {cls.name: cls for cls in (Finetune, HLOP, GPM)}
+
+
+def make_method(name: str, config: dict | None = None):
+    """A fresh method object by name (``gpm`` reads ``config["gpm"]["threshold"]`` if given)."""
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; expected one of {', '.join(METHODS)}")
+    if name == "gpm" and config is not None and "gpm" in config:
+        return GPM(float(config["gpm"]["threshold"]))
     return METHODS[name]()

@@ -115,8 +115,10 @@ def test_run_file_segments_and_spikes_agree(e2e, method):
         seg = {name: f["segments"][name][()] for name in f["segments"]}
         n_seg = len(seg["task"])
         assert {len(v) for v in seg.values()} == {n_seg}
-        # one training epoch per task + an evaluation of every task after each task
-        assert n_seg == N_TASKS * TRAIN_SIZE + N_TASKS * N_TASKS * TEST_PER_TASK
+        # one training epoch per task (+ the default consolidation epochs for hlop) + an evaluation
+        # of every task after each task
+        consolidation = 2 if method == "hlop" else 0
+        assert n_seg == N_TASKS * TRAIN_SIZE * (1 + consolidation) + N_TASKS * N_TASKS * TEST_PER_TASK
         n_steps = int(f.attrs["n_steps_per_presentation"])
         assert np.all(seg["stop_step"] - seg["start_step"] == n_steps)
         assert np.array_equal(seg["start_step"][1:], seg["stop_step"][:-1])

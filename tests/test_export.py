@@ -23,7 +23,7 @@ from cli_helpers import cli_command, cli_env
 TINY = ["--tasks", "2", "--epochs", "1", "--quiet",
         "--set", "data.train_size=128", "--set", "data.test_size=64", "--set", "network.hidden=[16]",
         "--set", "network.batch_size=32", "--set", "lateral.copies=8", "--set", "lateral.first_task=[4,4]",
-        "--set", "lateral.per_task=[2,2]", "--set", 'sim.target="numpy"']
+        "--set", "lateral.per_task=[2,2]", "--set", "lateral.consolidation_epochs=0", "--set", 'sim.target="numpy"']
 TRAIN_SIZE, TEST_PER_TASK = 128, 64
 
 

@@ -227,13 +227,14 @@ def test_recorded_spikes_match_counts_and_survive_the_run_file(tmp_path):
 # ------------------------------------------------------------------------------ consolidation
 
 
-def test_consolidation_epochs_train_only_the_lateral_circuit(seeded_runs, tmp_path):
+def test_consolidation_epochs_train_only_the_lateral_circuit(tmp_path):
     """`lateral.consolidation_epochs`: after each task's training, more presentations of its data
     with lateral plasticity on and the supervised weights untouched (recorded as phase "consolidate")."""
-    path = tmp_path / "consolidated.h5"
-    run_continual(tiny_config("lateral.consolidation_epochs=2"), "hlop", path, progress=False)
-    plain = datasets(seeded_runs["a"][1])       # same seed, no consolidation
-    with_c = datasets(path)
+    paths = {n: tmp_path / f"consolidation-{n}.h5" for n in (0, 2)}
+    for n, path in paths.items():
+        run_continual(tiny_config(f"lateral.consolidation_epochs={n}"), "hlop", path, progress=False)
+    plain, with_c = datasets(paths[0]), datasets(paths[2])       # same seed
+    path = paths[2]
     # Task 0's training is identical (its orders are drawn before the consolidation's): same weights.
     for name in ("weights/w_1/after_task_0", "weights/w_2/after_task_0"):
         assert np.array_equal(with_c[name], plain[name])
@@ -252,5 +253,5 @@ def test_consolidation_epochs_train_only_the_lateral_circuit(seeded_runs, tmp_pa
         assert set(epoch[consolidate]) == {1, 2}           # numbered after the training epoch (0)
     # finetune has no lateral circuit: the setting changes nothing
     ft = run_continual(tiny_config("lateral.consolidation_epochs=2"), "finetune", None, progress=False)
-    ft0 = run_continual(tiny_config(), "finetune", None, progress=False)
+    ft0 = run_continual(tiny_config("lateral.consolidation_epochs=0"), "finetune", None, progress=False)
     assert np.array_equal(ft.accuracy, ft0.accuracy)

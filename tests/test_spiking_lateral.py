@@ -207,7 +207,7 @@ def test_cli_run_with_spiking_lateral_circuits(tmp_path):
     tiny = ["--tasks", "2", "--epochs", "1", "--quiet", "--set", "data.train_size=128", "--set", "network.hidden=[16]",
             "--set", "network.batch_size=32", "--set", "lateral.copies=8", "--set", "lateral.first_task=[4,4]",
             "--set", "lateral.per_task=[2,2]", "--set", 'sim.target="numpy"', "--set", 'lateral.neuron="spiking"',
-            "--set", 'lateral.hebbian_rate=["2 Hz", "1 Hz"]']
+            "--set", 'lateral.spiking_hebbian_rate=["2 Hz", "1 Hz"]']
     done = subprocess.run(cli_command("run", "permuted-digits", "--method", "hlop", "--out", str(out), *tiny),
                           capture_output=True, text=True, cwd=tmp_path, env=cli_env(), timeout=300)
     assert done.returncode == 0, done.stderr
