@@ -397,9 +397,14 @@ class RunRecorder:
         columns["start_step"] = starts
         columns["stop_step"] = starts + np.uint64(n_steps)
         self._clock += n_seg * n_steps
-        self._submit(self._write_block, columns, phase_names, checked, starts)
+        # The phase list is this thread's state (the next block's codes build on it); the writer
+        # only stores it.
+        new_phase_names = None
+        if phase_names != self._phase_names:
+            self._phase_names = new_phase_names = phase_names
+        self._submit(self._write_block, columns, new_phase_names, checked, starts)
 
-    def _write_block(self, columns, phase_names, checked, starts):
+    def _write_block(self, columns, new_phase_names, checked, starts):
         """Sort and write one validated block, then flush (runs on the writer thread)."""
         n_seg = len(starts)
         # spikes first, so no segment row ever points past written spikes
@@ -417,9 +422,8 @@ class RunRecorder:
             segment_end = self._populations[name].segment_end
             segment_end.append(ends)
             segment_end.flush()
-        if phase_names != self._phase_names:
-            self._phase_names = phase_names
-            self._write_phase_names()
+        if new_phase_names is not None:
+            self._write_phase_names(new_phase_names)
         for name, appender in self._segments.items():
             appender.append(columns[name])
             appender.flush()
@@ -550,8 +554,9 @@ class RunRecorder:
         for future in pending:
             future.result()
 
-    def _write_phase_names(self):
-        self._file["segments/phase"].attrs["phase_names"] = json.dumps(self._phase_names)
+    def _write_phase_names(self, names=None):
+        names = self._phase_names if names is None else names
+        self._file["segments/phase"].attrs["phase_names"] = json.dumps(names)
 
     # -------------------------------------------------------------- snapshots
 

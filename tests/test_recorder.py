@@ -404,3 +404,20 @@ def test_snapshots_and_attrs(tmp_path):
         assert f["lateral/hidden/frozen_after_task_0"].dtype == np.bool_
         assert f.attrs["seed"] == 4 and f.attrs["software"] == '{"numpy": "2.3"}'
         assert bool(f.attrs["complete"]) is True
+
+
+def test_new_phase_names_in_blocks_queued_back_to_back(tmp_path):
+    """Blocks handed to the writer thread one after the other, each with a phase name not seen
+    before: every segment decodes to its own phase (the codes are assigned in the caller's order)."""
+    path = tmp_path / "phases.h5"
+    rng = np.random.default_rng(5)
+    names = ["warmup", "consolidate", "probe", "train"]
+    with RunRecorder.create(path, attrs=ATTRS) as rec:
+        for name, n in POPULATIONS.items():
+            rec.add_population(name, n, model="LIF", role=name)
+        for phase in names:                     # no wait in between: all four may be queued at once
+            rec.append_block(*make_block(rng, 2, 5, {"input": 50, "hidden": 5}, phase=phase))
+    with h5py.File(path, "r") as f:
+        stored = json.loads(f["segments/phase"].attrs["phase_names"])
+        decoded = [stored[code] for code in f["segments/phase"][:]]
+    assert decoded == [name for name in names for _ in range(2)]
