@@ -232,8 +232,8 @@ def test_each_circuit_takes_its_own_hebbian_rate_from_the_protocol():
     base = load_protocol("permuted-digits")
     graded = lateral_spec(base["lateral"])
     spiking = lateral_spec(apply_overrides(base, ['lateral.neuron="spiking"'])["lateral"])
-    assert [float(r / Hz) for r in graded.hebbian_rate] == [8.0, 3.0]
-    assert [float(r / Hz) for r in spiking.hebbian_rate] == [3.0, 1.0]
+    assert [float(r / Hz) for r in graded.hebbian_rate] == [16.0, 6.0]
+    assert [float(r / Hz) for r in spiking.hebbian_rate] == [4.0, 1.5]
     bad = apply_overrides(base, ['lateral.neuron="spiking"', 'lateral.spiking_hebbian_rate=["-1 Hz", "1 Hz"]'])
     with pytest.raises(ValueError, match="lateral.spiking_hebbian_rate"):
         lateral_spec(bad["lateral"])
