@@ -96,7 +96,6 @@ class GPM(Finetune):
         self.threshold = threshold
         self.bases: list[np.ndarray] | None = None
         self._seen: list[list[np.ndarray]] = []
-        self.added: list[list[int]] = []            # directions added per task, per layer
 
     def begin_task(self, net, task: int) -> None:
         if self.bases is None:
@@ -109,11 +108,8 @@ class GPM(Finetune):
             seen.append(rates[layer][keep])
 
     def end_task(self, net, task: int) -> None:
-        added = []
         for layer, seen in enumerate(self._seen):
-            self.bases[layer], k = grow_basis(self.bases[layer], np.concatenate(seen), self.threshold)
-            added.append(k)
-        self.added.append(added)
+            self.bases[layer], _ = grow_basis(self.bases[layer], np.concatenate(seen), self.threshold)
         self._seen = []
 
     def projections(self, net) -> list[np.ndarray]:
