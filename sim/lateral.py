@@ -79,6 +79,8 @@ class GradedLateralCircuit(SharedSubspaceWeights):
         Number of neurons grown so far.
     """
 
+    rate_key = "lateral.hebbian_rate"  # the setting that holds this circuit's η (named in errors)
+
     def __init__(self, name: str, pre_group, n_inputs: int, sizes_per_task: list[int], spec: LateralSpec,
                  hebbian_rate: Quantity, presentation: Quantity, dt: Quantity, rng: np.random.Generator):
         neural = spec.projection == "neural"

@@ -32,6 +32,15 @@ import numpy as np
 from sim.kernels import project_out, reduce_shared_weights
 
 
+# Oja's rule keeps every row of H near unit norm (HHᵀ = I at its fixed points); a row this long means the
+# summed Hebbian step has left the rule's stable range and H is growing without bound.
+DIVERGED_ROW_NORM = 10.0
+
+
+class CircuitDiverged(ValueError):
+    """A lateral circuit's weights ran away: its Hebbian rate is too large for its input (a settings error)."""
+
+
 def simulated_copies(spec, pre_group, n_inputs: int) -> int:
     """Copies in which a circuit is simulated: all of the batch in neural mode, else ``spec.copies``."""
     return pre_group.N // n_inputs if spec.projection == "neural" else spec.copies
@@ -145,6 +154,22 @@ class SharedSubspaceWeights:
         r = self.residual() if residual is None else residual
         closed = project_out(np.ascontiguousarray(rates, dtype=np.float64), np.ascontiguousarray(self.frozen_H))
         return float(np.linalg.norm(r - closed) / np.linalg.norm(closed))
+
+    def check_stable(self, when: str) -> None:
+        """Raise `CircuitDiverged` if a grown row of ``H`` is not finite or longer than `DIVERGED_ROW_NORM`.
+
+        Called after every batch: a diverged circuit turns the projected updates, and with them the
+        network's weights, into NaN within a few batches, and the run would go on producing chance
+        accuracy. ``when`` says where the run was (for the message).
+        """
+        norms = np.sqrt(np.sum(self.H[: self.n_grown] ** 2, axis=1))
+        if np.all(norms <= DIVERGED_ROW_NORM):  # False for NaN too
+            return
+        worst = float(np.nanmax(np.where(np.isfinite(norms), norms, np.inf)))
+        raise CircuitDiverged(
+            f"lateral circuit {self.name!r} diverged {when}: a subspace neuron's weight row has norm {worst:.3g} "
+            f"(Oja's rule keeps it near 1); the Hebbian step summed over lateral.copies = {self.copies} is too "
+            f"large for this input: lower {self.rate_key} for this layer or lateral.copies")
 
     # -- switching and weight copies ------------------------------------------------------------
     def set_active(self, on: bool) -> None:

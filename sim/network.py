@@ -264,6 +264,9 @@ class SimNetwork:
         run["scores"][rows] = run["counts"][-1][rows] + v_out / self._spike_cost
         samples = np.arange(k * batch_size, (k + 1) * batch_size)
         samples[samples >= run["n_samples"]] = -1
+        if self._lateral_on:
+            for circuit in self.lateral:
+                circuit.check_stable(f"in batch {k} of the run starting at step {run['start_step']}")
         if self._callback is not None:
             if self._callback(BatchActivity(batch=k, samples=samples, rates=rates)):
                 self.push_weights()

@@ -147,6 +147,8 @@ class SpikingLateralCircuit(SharedSubspaceWeights):
         time constant is shorter than ``dt``.
     """
 
+    rate_key = "lateral.spiking_hebbian_rate"  # the setting that holds this circuit's η (named in errors)
+
     def __init__(self, name: str, pre_group, n_inputs: int, sizes_per_task: list[int], spec: LateralSpec,
                  hebbian_rate: Quantity, presentation: Quantity, dt: Quantity, rng: np.random.Generator):
         neural = spec.projection == "neural"

@@ -178,6 +178,12 @@ def bad_runs(tmp_path_factory):
     started["existing-in-folder"] = (folder, subprocess.Popen(
         cli_command("run", "permuted-digits", "--method", "finetune,hlop", "--out", str(folder), *TINY),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=folder, env=cli_env()))
+    # a lateral circuit whose Hebbian rate is far beyond its stable range
+    folder = tmp_path_factory.mktemp("diverging-circuit")
+    started["diverging-circuit"] = (folder, subprocess.Popen(
+        cli_command("run", "permuted-digits", "--out", str(folder / "run.h5"), *TINY,
+                    "--set", 'lateral.hebbian_rate=["20000 Hz","20000 Hz"]'),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=folder, env=cli_env()))
     results = {}
     for case, (folder, proc) in started.items():
         stdout, stderr = proc.communicate(timeout=300)
@@ -219,3 +225,15 @@ def test_existing_run_file_among_methods_is_refused_before_any_run(bad_runs):
     # finetune comes first but nothing may be run (or written) once an output is refused
     assert [p.name for p in folder.iterdir()] == ["hlop.h5"]
     assert "accuracy matrix" not in result[1]
+
+
+def test_diverging_lateral_circuit_stops_the_run_with_a_clear_error(bad_runs):
+    """An unstable Hebbian rate must not silently train on NaN weights (chance accuracy): the run stops
+    at the first batch whose H has run away, names the circuit and the setting, and leaves a readable,
+    incomplete run file."""
+    result = bad_runs["diverging-circuit"]
+    _assert_clean_error(result, "lateral_w_1", "diverged", "lateral.hebbian_rate", "lateral.copies = 8")
+    with h5py.File(result[3] / "run.h5", "r") as f:
+        assert f.attrs["format"] == "hlopsim-run"
+        assert not f.attrs["complete"]
+        assert "checkpoint" not in f  # stopped inside task 0
