@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from cli_helpers import cli_command, cli_env
+from protocols.config import load_protocol
 
 
 TINY = ["--tasks", "2", "--epochs", "1", "--quiet",
@@ -21,6 +22,7 @@ TINY = ["--tasks", "2", "--epochs", "1", "--quiet",
         "--set", "lateral.copies=8", "--set", "lateral.first_task=[4,4]", "--set", "lateral.per_task=[2,2]",
         "--set", 'sim.target="numpy"']
 N_TASKS, TRAIN_SIZE, TEST_PER_TASK = 2, 128, 450
+DEFAULT_CONSOLIDATION = load_protocol("permuted-digits")["lateral"]["consolidation_epochs"]
 
 
 
@@ -117,7 +119,7 @@ def test_run_file_segments_and_spikes_agree(e2e, method):
         assert {len(v) for v in seg.values()} == {n_seg}
         # one training epoch per task (+ the default consolidation epochs for hlop) + an evaluation
         # of every task after each task
-        consolidation = 2 if method == "hlop" else 0
+        consolidation = DEFAULT_CONSOLIDATION if method == "hlop" else 0
         assert n_seg == N_TASKS * TRAIN_SIZE * (1 + consolidation) + N_TASKS * N_TASKS * TEST_PER_TASK
         n_steps = int(f.attrs["n_steps_per_presentation"])
         assert np.all(seg["stop_step"] - seg["start_step"] == n_steps)

@@ -1,0 +1,113 @@
+"""Where a permuted-digits run's forgetting comes from (a diagnostic on a run file; not a test).
+
+Two tables, printed for one run file of ``hlop`` (or ``gpm``):
+
+1. **Leftover energy.** Per weight layer, after each task ``t``: the fraction of task ``j``'s
+   presynaptic activity energy (rates of the recorded spikes, the task's last supervised epoch) that
+   lies outside the span of the rows frozen after task ``t``, ``‖A − A H⁺H‖²_F / ‖A‖²_F`` with the
+   rows orthonormalised first (so a circuit is judged by its span, not its scale). Next to it the same
+   for exact rows: each task adds as many top right singular vectors of its residual activity as the
+   circuit added neurons (GPM's update with the circuit's counts). Old-task energy outside the
+   frozen span is what later updates act on.
+2. **Which layer forgets.** Per old task ``j``: test accuracy with both layers' weights from after
+   task ``j``; with one layer's weights from after the last task (the other from after ``j``); with
+   both from after the last task (= ``R[last, j]``). The network is simulated again with the run's
+   settings (regular input only, so the replay is deterministic).
+
+Usage::
+
+    python benchmarks/forgetting_sources.py RUN.h5 [--target cython|numpy]
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+
+def orthonormal_rows(rows: np.ndarray) -> np.ndarray:
+    """An orthonormal basis (as rows) of the span of ``rows``."""
+    if len(rows) == 0:
+        return rows
+    q, _ = np.linalg.qr(rows.T)
+    return q.T
+
+
+def outside_fraction(A: np.ndarray, basis: np.ndarray) -> float:
+    """``‖A − (A Bᵀ) B‖²_F / ‖A‖²_F`` for orthonormal rows ``B``."""
+    residual = A - (A @ basis.T) @ basis
+    return float(np.sum(residual ** 2) / np.sum(A ** 2))
+
+
+def leftover_energy(run) -> None:
+    """Print table 1 for every weight layer of ``run`` (a `protocols.analysis.RunFile`)."""
+    last_epoch = run.config["protocol"]["epochs"] - 1
+    for layer in run.lateral_layers:
+        pop = run.presynaptic_population(layer)
+        activity = [run.rates(pop, run.select(task=j, phase="train", stage=j, epoch=last_epoch))
+                    for j in range(run.n_tasks)]
+        exact = np.zeros((0, activity[0].shape[1]))
+        print(f"\n{layer} (reads {pop}): energy of task j's activity outside the frozen span after task t, "
+              "circuit | exact rows of the same number")
+        for t in run.lateral_tasks(layer):
+            H, frozen = run.lateral(layer, t)
+            circuit = orthonormal_rows(H[frozen])
+            grown = len(circuit) - len(exact)
+            residual = activity[t] - (activity[t] @ exact.T) @ exact
+            exact = np.vstack([exact, np.linalg.svd(residual, full_matrices=False)[2][:grown]])
+            mine = " ".join(f"{outside_fraction(activity[j], circuit):.4f}" for j in range(t + 1))
+            best = " ".join(f"{outside_fraction(activity[j], exact):.4f}" for j in range(t + 1))
+            print(f"  after task {t} ({len(circuit):3d} rows): {mine} | {best}")
+
+
+def layer_swaps(run, target: str) -> None:
+    """Print table 2: old tasks' test accuracy with each layer's weights from after the last task."""
+    from brian2 import Hz, second
+    from data import apply_permutation, load_digits, regular_encode
+    from models.from_config import network_spec
+    from sim import prefs
+    from sim.network import SimNetwork
+
+    config = run.config
+    if config["data"]["encoder"] != "regular":
+        raise SystemExit(f"data.encoder = {config['data']['encoder']!r}: the replay needs regular input")
+    prefs.configure(target)
+    dataset = load_digits(test_size=config["data"]["test_size"], split_seed=config["data"]["split_seed"])
+    spec = network_spec(config["network"], dataset.n_features, dataset.n_classes)
+    net = SimNetwork(spec, np.random.default_rng(0), record_spikes=False)
+    names, last = run.weight_names, run.n_tasks - 1
+    weights = {t: [run.h5[f"weights/{name}/after_task_{t}"][:] for name in names] for t in range(run.n_tasks)}
+
+    def accuracy(layer_weights, task) -> float:
+        for mine, theirs in zip(net.weights, layer_weights):
+            mine[:] = theirs
+        net.push_weights()
+        x = apply_permutation(dataset.x_test, task["permutation"])
+        spikes = regular_encode(x, float(spec.input_max_rate / Hz), float(spec.dt / second), spec.n_steps)
+        return 100.0 * float(np.mean(np.argmax(net.present(spikes).scores, axis=1) == dataset.y_test))
+
+    print(f"\ntest accuracy of old task j with each layer's weights from after task j or after task {last}")
+    print("  task j | own    " + " ".join(f"{name}@{last:<4d}" for name in names) + f" all@{last}")
+    for task in run.tasks()[:last]:
+        j = task["index"]
+        row = [accuracy(weights[j], task)]
+        for swapped in range(len(names)):
+            mixed = [weights[last][l] if l == swapped else weights[j][l] for l in range(len(names))]
+            row.append(accuracy(mixed, task))
+        row.append(accuracy(weights[last], task))
+        print(f"  {j:6d} | " + " ".join(f"{value:7.1f}" for value in row))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_file")
+    parser.add_argument("--target", default="cython", choices=("cython", "numpy"))
+    args = parser.parse_args()
+    from protocols.analysis import RunFile
+    with RunFile(args.run_file) as run:
+        leftover_energy(run)
+        layer_swaps(run, args.target)
+
+
+if __name__ == "__main__":
+    main()
