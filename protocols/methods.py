@@ -77,30 +77,42 @@ class GPM(Finetune):
     The closed-form reference for HLOP's circuit: no lateral neurons, the same projected update,
     but each layer's protected basis ``B`` (orthonormal rows) grows at the end of every task by
     the top right singular vectors of the residual ``R = A − (A Bᵀ) B`` of that task's presynaptic
-    rates ``A`` (samples of the task's last training epoch × inputs), as many as it takes for the
-    basis to hold the fraction ``threshold`` of ``A``'s energy::
+    rates ``A`` (samples of the task's last training epoch × inputs). How many: by default as many
+    as it takes for the basis to hold the fraction ``threshold`` of ``A``'s energy::
 
         ‖A Bᵀ‖²_F + Σ_{i ≤ k} σ_i(R)² ≥ threshold · ‖A‖²_F
+
+    or, with ``sizes``, exactly as many as the lateral circuits would grow neurons at that task
+    (``[gpm] basis_sizes = "lateral"``): the control that separates what the Hebbian circuit's rows
+    cost from what the neuron counts cost.
 
     Parameters
     ----------
     threshold : float
         Energy fraction in (0, 1], the ``[gpm] threshold`` of the protocol.
+    sizes : tuple of (list of int, list of int) or None
+        ``(first_task, per_task)``: directions added per layer at task 0 and at every later task
+        (``lateral.first_task``, ``lateral.per_task``); None for the energy threshold.
     """
 
     name = "gpm"
 
-    def __init__(self, threshold: float = 0.97):
+    def __init__(self, threshold: float = 0.97, sizes: tuple[list[int], list[int]] | None = None):
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"gpm.threshold = {threshold} must be in (0, 1]")
         self.threshold = threshold
+        self.sizes = sizes
         self.bases: list[np.ndarray] | None = None
         self._seen: list[list[np.ndarray]] = []
 
     def begin_task(self, net, task: int) -> None:
         if self.bases is None:
             self.bases = [np.zeros((0, w.shape[1])) for w in net.weights]
+            if self.sizes is not None and not len(self.sizes[0]) == len(self.sizes[1]) == len(net.weights):
+                raise ValueError(f"gpm.basis_sizes = 'lateral': lateral.first_task {self.sizes[0]} and "
+                                 f"lateral.per_task {self.sizes[1]} must name all {len(net.weights)} weight layers")
         self._seen = [[] for _ in net.weights]
+        self._task = task
 
     def observe(self, rates, keep) -> None:
         """Keep the presynaptic rates of the last training epoch's samples."""
@@ -109,7 +121,8 @@ class GPM(Finetune):
 
     def end_task(self, net, task: int) -> None:
         for layer, seen in enumerate(self._seen):
-            self.bases[layer], _ = grow_basis(self.bases[layer], np.concatenate(seen), self.threshold)
+            count = None if self.sizes is None else self.sizes[0 if task == 0 else 1][layer]
+            self.bases[layer], _ = grow_basis(self.bases[layer], np.concatenate(seen), self.threshold, count=count)
         self._seen = []
 
     def projections(self, net) -> list[np.ndarray]:
@@ -125,20 +138,27 @@ class GPM(Finetune):
         return found
 
 
-def grow_basis(basis: np.ndarray, A: np.ndarray, threshold: float) -> tuple[np.ndarray, int]:
+def grow_basis(basis: np.ndarray, A: np.ndarray, threshold: float, count: int | None = None) -> tuple[np.ndarray, int]:
     """GPM's basis update: ``basis`` (K × n, orthonormal rows) extended by the fewest top singular
-    vectors of the residual of ``A`` (S × n) that bring the energy of ``A`` it holds to ``threshold``.
+    vectors of the residual of ``A`` (S × n) that bring the energy of ``A`` it holds to ``threshold``
+    — or, if ``count`` is given, by exactly the top ``count`` of them (fewer only where the residual
+    has fewer directions or the basis would exceed ``n`` rows).
 
     Returns the new basis and the number of rows added.
     """
-    total = float(np.sum(A * A))
     residual = A - (A @ basis.T) @ basis
-    held = total - float(np.sum(residual * residual))
-    if total == 0.0 or held >= threshold * total:
-        return basis, 0
+    if count is None:
+        total = float(np.sum(A * A))
+        held = total - float(np.sum(residual * residual))
+        if total == 0.0 or held >= threshold * total:
+            return basis, 0
     _, sigma, vt = np.linalg.svd(residual, full_matrices=False)
-    needed = threshold * total - held
-    k = int(np.searchsorted(np.cumsum(sigma ** 2), needed * (1 - 1e-12)) + 1)
+    if count is None:
+        needed = threshold * total - held
+        k = int(np.searchsorted(np.cumsum(sigma ** 2), needed * (1 - 1e-12)) + 1)
+    else:
+        k = int(np.count_nonzero(sigma > sigma[0] * 1e-10)) if len(sigma) and sigma[0] > 0 else 0
+        k = min(count, k)
     k = min(k, basis.shape[1] - basis.shape[0], len(sigma))
     return np.vstack([basis, vt[:k]]), k
 
@@ -146,10 +166,24 @@ def grow_basis(basis: np.ndarray, A: np.ndarray, threshold: float) -> tuple[np.n
 METHODS = {cls.name: cls for cls in (Finetune, HLOP, GPM)}
 
 
+BASIS_SIZES = ("threshold", "lateral")
+
+
 def make_method(name: str, config: dict | None = None):
-    """A fresh method object by name (``gpm`` reads ``config["gpm"]["threshold"]`` if given)."""
+    """A fresh method object by name (``gpm`` reads ``config["gpm"]`` if given: ``threshold`` and
+    ``basis_sizes``, whose value ``"lateral"`` takes the counts from ``config["lateral"]``)."""
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; expected one of {', '.join(METHODS)}")
     if name == "gpm" and config is not None and "gpm" in config:
-        return GPM(float(config["gpm"]["threshold"]))
+        section = config["gpm"]
+        basis_sizes = section.get("basis_sizes", "threshold")
+        if basis_sizes not in BASIS_SIZES:
+            raise ValueError(f"gpm.basis_sizes = {basis_sizes!r} is unknown; expected one of {', '.join(BASIS_SIZES)}")
+        sizes = None
+        if basis_sizes == "lateral":
+            sizes = (list(config["lateral"]["first_task"]), list(config["lateral"]["per_task"]))
+            if any(not isinstance(k, int) or k < 0 for k in sizes[0] + sizes[1]):
+                raise ValueError(f"gpm.basis_sizes = 'lateral' needs non-negative integer counts; got "
+                                 f"lateral.first_task = {sizes[0]}, lateral.per_task = {sizes[1]}")
+        return GPM(float(section["threshold"]), sizes)
     return METHODS[name]()

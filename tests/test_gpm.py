@@ -64,3 +64,40 @@ def test_gpm_run_projects_out_its_recorded_bases(tmp_path):
             assert energy_held(basis, A) >= 0.9 - 1e-9
     with h5py.File(path, "r") as f:
         assert f.attrs["method"] == "gpm"
+
+
+def test_grow_basis_by_count_takes_exactly_the_top_residual_directions():
+    from scipy.linalg import subspace_angles
+    rng = np.random.default_rng(1)
+    n = 10
+    A = rng.normal(size=(300, n)) * (0.8 ** np.arange(n))
+    first, k1 = grow_basis(np.zeros((0, n)), A, threshold=0.5, count=3)   # the threshold is ignored
+    assert k1 == 3 and first.shape == (3, n)
+    top = np.linalg.svd(A, full_matrices=False)[2][:3]
+    assert np.rad2deg(subspace_angles(first.T, top.T)).max() < 1e-6
+    B = rng.normal(size=(300, n))
+    grown, k2 = grow_basis(first, B, threshold=1.0, count=4)
+    np.testing.assert_array_equal(grown[:3], first)
+    np.testing.assert_allclose(grown @ grown.T, np.eye(7), atol=1e-10)
+    residual = B - (B @ first.T) @ first
+    top_residual = np.linalg.svd(residual, full_matrices=False)[2][:4]
+    assert k2 == 4 and np.rad2deg(subspace_angles(grown[3:].T, top_residual.T)).max() < 1e-6
+    full, k3 = grow_basis(grown, B, threshold=1.0, count=50)               # capped at the input width
+    assert k3 == n - 7 and full.shape == (n, n)
+
+
+def test_gpm_with_lateral_sizes_grows_the_circuits_counts(tmp_path):
+    """``gpm.basis_sizes = "lateral"``: exact rows, as many per task as the lateral circuits' neurons."""
+    path = tmp_path / "gpm_counts.h5"
+    config = apply_overrides(load_protocol("permuted-digits"),
+                             [*TINY, 'gpm.basis_sizes="lateral"', "lateral.first_task=[3,4]", "lateral.per_task=[2,5]"])
+    run_continual(config, "gpm", path, progress=False)
+    with open_run(path) as run:
+        counts = {task: [int(run.lateral(layer, task)[1].sum()) for layer in run.weight_names] for task in (0, 1)}
+    assert counts == {0: [3, 4], 1: [5, 9]}
+
+
+def test_unknown_basis_sizes_is_refused():
+    config = apply_overrides(load_protocol("permuted-digits"), ['gpm.basis_sizes="energy"'])
+    with pytest.raises(ValueError, match="gpm.basis_sizes = 'energy'"):
+        make_method("gpm", config)
