@@ -31,6 +31,9 @@ def lateral_spec(section: dict) -> LateralSpec:
     optional = {"projection": section["projection"]} if "projection" in section else {}
     if "rate_scale" in section:
         optional["rate_scale"] = parse_quantity(section["rate_scale"], Hz, name="lateral.rate_scale", positive=True)
+    for key in ("decorrelate", "decorrelation_floor"):
+        if key in section:
+            optional[key] = section[key]
     if "trace_tau" in section:
         optional["trace_tau"] = parse_quantity(section["trace_tau"], ms, name="lateral.trace_tau", positive=True)
     # The spiking circuit is stable only at a lower η than the graded one (README), so a protocol

@@ -62,6 +62,15 @@ class LateralSpec:
         frozen neurons feeding back (`sim.lateral_base`). In neural mode the circuit is simulated in
         every one of the network's ``batch_size`` copies (each sample's update needs its own
         residual); Hebbian plasticity still acts in the first ``copies`` only.
+    decorrelate : bool
+        Graded circuit only: the plasticity's postsynaptic factor is the current task's subspace
+        activity decorrelated by lateral synapses among those neurons, ``z = P y`` with
+        ``P = m (C + μ m I)⁻¹``, ``C`` a running average of ``y yᵀ`` and ``m = tr C / k``:
+        ``dH/dt = η z (x − Hᵀy)ᵀ``. Same fixed points as Oja's rule, but every direction converges
+        at a similar rate instead of a rate proportional to its variance (`sim.lateral`).
+    decorrelation_floor : float
+        ``μ`` above: the smallest eigenvalue of ``C`` the decorrelation assumes, as a fraction of
+        the mean one (positive; larger is closer to plain Oja, smaller is faster and less stable).
     """
 
     first_task: tuple[int, ...]
@@ -75,6 +84,8 @@ class LateralSpec:
     trace_tau: Quantity = field(default_factory=lambda: 200 * ms)
     subspace_neuron: NeuronModel = field(default_factory=integrate_and_fire)
     projection: str = "closed-form"
+    decorrelate: bool = False
+    decorrelation_floor: float = 0.3
 
     def __post_init__(self):
         if not len(self.first_task) == len(self.per_task) == len(self.hebbian_rate):
@@ -101,6 +112,12 @@ class LateralSpec:
                 raise ValueError(f"lateral.{name} = {value} must be positive")
         if self.projection not in PROJECTIONS:
             raise ValueError(f"lateral.projection = {self.projection!r} is unknown; expected one of {PROJECTIONS}")
+        if not isinstance(self.decorrelate, bool):
+            raise ValueError(f"lateral.decorrelate = {self.decorrelate!r} must be true or false")
+        if self.decorrelate and self.neuron != "graded":
+            raise ValueError(f"lateral.decorrelate = true needs lateral.neuron = 'graded' (got {self.neuron!r})")
+        if not float(self.decorrelation_floor) > 0:
+            raise ValueError(f"lateral.decorrelation_floor = {self.decorrelation_floor!r} must be positive")
         if not isinstance(self.subspace_neuron, NeuronModel):
             raise ValueError(f"lateral.subspace_neuron = {self.subspace_neuron!r} must be a models.neurons.NeuronModel")
 

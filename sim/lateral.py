@@ -22,6 +22,19 @@ Synapses (lateral clock ``dt_L``):
 
 Sign coding: graded units carry signed values directly (``y`` and ``H`` may be negative).
 
+Decorrelated plasticity (``lateral.decorrelate = true``). Oja's rule moves ``H`` towards a direction
+of the input at a rate proportional to that direction's variance, and the strongest direction caps
+``η``, so the weak directions of a task are learned slowly (README, "Why 3 epochs"). With
+decorrelation the postsynaptic factor of the plasticity is ``z = P y`` instead of ``y``, computed
+by ``<name>_decorrelate`` (synapses among the subspace neurons grown at the same task, weights
+``P``, ``z_post = P y_pre`` summed). For the current task's ``k`` neurons
+``P = m (C + μ m I)⁻¹`` with ``C`` a running average of ``y yᵀ`` over the learning copies and plastic
+steps (weight ``DECORRELATION_MEMORY`` for the newest step), ``m = tr C / k`` and ``μ`` =
+``lateral.decorrelation_floor``; ``P`` is recomputed after every plastic lateral step and starts at
+``I`` (plain Oja) when the task's neurons are grown. The rule ``dH/dt = η z (x − Hᵀy)ᵀ`` has the same
+fixed points as Oja's (``P`` is invertible, so ``E[z rᵀ] = 0 ⇔ E[y rᵀ] = 0``) but preconditions the
+drift by ``C⁻¹``: every direction converges at a similar rate.
+
 Neural projection (``lateral.projection = "neural"``, see `sim.lateral_base`): the circuit runs in every
 copy of the batch and the feedback synapses compute a second summed variable
 ``xhat_old_post = frozen_pre · H · y_pre``, the feedback of the frozen neurons only, so that
@@ -45,6 +58,10 @@ from brian2 import NetworkOperation, NeuronGroup, Quantity, Synapses, second
 from models.lateral import LateralSpec
 from sim.blocks import block_diagonal_indices, one_to_one_indices
 from sim.lateral_base import SharedSubspaceWeights, simulated_copies
+
+# Weight of the newest plastic step in the running average C of y yᵀ (decorrelated plasticity): about
+# 20 steps, i.e. 5 presentations at the default window of 4 lateral steps.
+DECORRELATION_MEMORY = 0.05
 
 
 class GradedLateralCircuit(SharedSubspaceWeights):
@@ -94,15 +111,16 @@ class GradedLateralCircuit(SharedSubspaceWeights):
         # group's clock, so this is what makes y = Hx and xhat = Hᵀy cost once per lateral step.
         self.x = NeuronGroup(c * n, "x : 1\nxhat : 1" + ("\nxhat_old : 1" if neural else ""), dt=spec.dt,
                              name=f"{name}_x")
-        self.y = NeuronGroup(c * k, "y : 1\nplastic : 1\nt_start : second (shared)" + ("\nfrozen : 1" if neural else ""),
-                             dt=spec.dt, name=f"{name}_y")
+        decorrelate = spec.decorrelate
+        self.y = NeuronGroup(c * k, "y : 1\nplastic : 1\nt_start : second (shared)" + ("\nfrozen : 1" if neural else "")
+                             + ("\nz : 1" if decorrelate else ""), dt=spec.dt, name=f"{name}_y")
         self.drive = Synapses(pre_group, self.x, on_pre="x_post += x_gain", dt=dt, name=f"{name}_drive",
                               namespace={"x_gain": 1.0 / n_steps})
         self.drive.connect(i=one_to_one_indices(c, n)[0], j=one_to_one_indices(c, n)[1])
         self.forward = Synapses(
             self.x, self.y,
-            model="""y_post = H * x_pre : 1 (summed)
-                     dH/dt = int(t - t_start_post > open_after) * plastic_post * eta * y_post * (x_pre - xhat_pre) : 1 (clock-driven)""",
+            model=f"""y_post = H * x_pre : 1 (summed)
+                     dH/dt = int(t - t_start_post > open_after) * plastic_post * eta * {"z" if decorrelate else "y"}_post * (x_pre - xhat_pre) : 1 (clock-driven)""",
             method="euler", dt=spec.dt, name=f"{name}_forward",
             namespace={"eta": hebbian_rate, "open_after": open_after - dt / 2})
         self.feedback = Synapses(self.y, self.x, model="H : 1\nxhat_post = H * y_pre : 1 (summed)" + (
@@ -119,6 +137,10 @@ class GradedLateralCircuit(SharedSubspaceWeights):
         self.forward.state_updater.order = 2
         if neural:
             self.feedback.summed_updaters["xhat_old_post"].order = 1
+        self.objects = []
+        self._decorrelation = None
+        if decorrelate:
+            self._build_decorrelation(name, spec)
         self._forward_view = self.forward.variables["H"].get_value().reshape(c, k, n)
         self._feedback_view = self.feedback.variables["H"].get_value().reshape(c, k, n)
         self._plastic = np.zeros(k, dtype=bool)
@@ -126,8 +148,66 @@ class GradedLateralCircuit(SharedSubspaceWeights):
         self._t_start = 0.0
         # After every plastic lateral step the copies' changes are summed into the shared H.
         self.sync = NetworkOperation(self._sync_step, dt=spec.dt, when="end", name=f"{name}_sync")
-        self.objects = [self.x, self.y, self.drive, self.forward, self.feedback, self.sync]
+        self.objects = [self.x, self.y, self.drive, self.forward, self.feedback, self.sync, *self.objects]
         self._write_copies()
+
+    def _build_decorrelation(self, name: str, spec: LateralSpec) -> None:
+        """Synapses ``z_post = P y_pre`` among the neurons grown at the same task, in every copy."""
+        c, k = self.simulated, self.k_max
+        group = np.repeat(np.arange(len(self.sizes_per_task)), self.sizes_per_task)      # task of each neuron
+        pre, post = [], []
+        for copy in range(c):
+            for task in range(len(self.sizes_per_task)):
+                members = copy * k + np.flatnonzero(group == task)
+                pre.append(np.repeat(members, len(members)))
+                post.append(np.tile(members, len(members)))
+        pre, post = np.concatenate(pre), np.concatenate(post)
+        self.decorrelation = Synapses(self.y, self.y, model="P : 1\nz_post = P * y_pre : 1 (summed)", dt=spec.dt,
+                                      name=f"{name}_decorrelate")
+        self.decorrelation.connect(i=pre, j=post)
+        # y = Hx first (order 0), then z = P y (order 1), then the plasticity step (order 2).
+        self.decorrelation.summed_updaters["z_post"].order = 1
+        self._P_identity = (pre == post).astype(float)
+        self.decorrelation.P = self._P_identity                                        # P = I
+        self._P = self.decorrelation.variables["P"].get_value()
+        # Where each task's k × k block (copy, post, pre) lies in the synapse array.
+        order = np.lexsort((pre, post))     # sort by post, then pre: row-major (post i, pre l) per copy
+        self._P_index = {}
+        flat_post_local = post % k
+        for task in range(len(self.sizes_per_task)):
+            chosen = order[np.isin(flat_post_local[order], np.flatnonzero(group == task))]
+            self._P_index[task] = chosen       # copy-major: posts of copy 0 first (post ids grow with copy)
+        self._decorrelation = {"floor": float(spec.decorrelation_floor), "C": None}
+        self.objects = [self.decorrelation]
+
+    def grow(self, task: int) -> int:
+        """Add the neurons of ``task`` (see `SharedSubspaceWeights.grow`); decorrelation restarts at ``P = I``."""
+        added = super().grow(task)
+        self._reset_decorrelation()
+        return added
+
+    def restore(self, H: np.ndarray, n_frozen: int, task: int) -> None:
+        super().restore(H, n_frozen, task)
+        self._reset_decorrelation()
+
+    def _reset_decorrelation(self) -> None:
+        if self._decorrelation is not None:
+            self._decorrelation["C"] = None
+            self._P[:] = self._P_identity
+
+    def _update_decorrelation(self) -> None:
+        """After a plastic step: fold this step's ``y yᵀ`` into ``C`` and set ``P`` of the current task's block."""
+        state = self._decorrelation
+        plastic = np.flatnonzero(self._plastic)
+        k = len(plastic)
+        ys = self.y.y[:].reshape(self.simulated, self.k_max)[: self.copies, plastic]
+        step = ys.T @ ys / len(ys)
+        state["C"] = step if state["C"] is None else (1 - DECORRELATION_MEMORY) * state["C"] + DECORRELATION_MEMORY * step
+        mean = float(np.trace(state["C"])) / k
+        if mean <= 0.0:
+            return
+        P = mean * np.linalg.inv(state["C"] + state["floor"] * mean * np.eye(k))
+        self._P[self._P_index[self.task]] = np.tile(P.ravel(), self.simulated)
 
     # -- hooks called by the network at batch boundaries --------------------------------------------
     def start_presentation(self, t: Quantity) -> None:
@@ -148,6 +228,8 @@ class GradedLateralCircuit(SharedSubspaceWeights):
         if float(self.sync.clock.t / second) - self._t_start <= self._open_after:
             return
         self._merge_copies()
+        if self._decorrelation is not None:
+            self._update_decorrelation()
 
     def _residual_now(self):
         """``x − xhat_old`` after one more step of the pathways ``y = Hx`` and ``xhat_old = H_oldᵀ y``.
