@@ -215,9 +215,12 @@ class SimNetwork:
         n_samples = spikes.n_samples
         n_batches = max(1, -(-n_samples // batch))
         start_step = int(round(float(self.net.t / self._dt)))
-        copy = spikes.sample % batch
+        flat = (spikes.sample % batch) * self.spec.input_size + spikes.neuron
         step = start_step + (spikes.sample // batch) * self.n_steps + spikes.step
-        self.groups[0].set_spikes(copy * self.spec.input_size + spikes.neuron, step * self._dt)
+        # Brian2 wants the spikes ordered by time, then index; it would lexsort the float times (1.6 s
+        # for the 3.2 M spikes of a consolidation run); one argsort of an integer key does it in 0.5 s.
+        order = np.argsort(step * (batch * self.spec.input_size) + flat)
+        self.groups[0].set_spikes(flat[order], step[order] * self._dt, sorted=True)
 
         self._callback = on_batch
         self._progress = progress
