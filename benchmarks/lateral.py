@@ -24,8 +24,9 @@ run is the measure):
   neuron → relay), plain ``on_pre`` additions, no plasticity, no traces.
 
 Synaptic events are the synapse updates executed: for the circuit, ``1`` per input spike (drive),
-``K`` per relay spike (forward) and ``4n`` per subspace spike (one plasticity pathway of the forward
-synapses and three pathways of the feedback synapses: two halves of the feedback plus plasticity);
+``K`` per relay spike (forward), ``2n`` per subspace spike (the two halves of the feedback) and ``2n``
+more per learning spike (a spike of a plastic neuron inside the plasticity window: the plasticity
+pathways of the forward and the feedback synapses);
 for the reference, ``1`` per input spike, ``K`` per relay spike and ``n`` per neuron spike. From
 ``base`` and ``2× rate`` the CPU time per simulated second is split into a part that does not depend on
 spikes and a cost per synaptic event (a line through the two points).
@@ -80,12 +81,12 @@ def stable_eta(args) -> float:
 class Variant:
     """One network of the benchmark with its input spikes, built once and run many times.
 
-    ``counts(runs)`` returns the cumulative (relay, subspace) spikes after ``runs`` runs;
-    ``events_per_spike`` the synapse updates per (input, relay, subspace) spike.
+    ``counts(runs)`` returns the cumulative (relay, subspace[, learning]) spikes after ``runs`` runs;
+    ``events_per_spike`` the synapse updates per (input, relay, subspace[, learning]) spike.
     """
 
     def __init__(self, name: str, net, input_group, indices: np.ndarray, steps: np.ndarray, counts,
-                 events_per_spike: tuple[int, int, int], seconds: float, n_inputs: int):
+                 events_per_spike: tuple[int, ...], seconds: float, n_inputs: int):
         self.name, self.net, self.input_group = name, net, input_group
         self.indices, self.steps = indices, steps
         self.counts, self.events_per_spike = counts, events_per_spike
@@ -93,8 +94,8 @@ class Variant:
         self.runs = 0
         self.times: list[float] = []      # CPU seconds of each timed run (this process)
         self.walls: list[float] = []      # wall seconds of each timed run
-        self.spikes = (0, 0, 0)           # (input, relay, subspace) spikes of the last run
-        self.timed_spikes: list[tuple[int, int, int]] = []
+        self.spikes = (0,) * len(events_per_spike)   # (input, relay, subspace[, learning]) spikes, last run
+        self.timed_spikes: list[tuple[int, ...]] = []
 
     def best(self) -> tuple[float, float, int]:
         """CPU and wall seconds and synaptic events of the timed run with the least CPU time."""
@@ -115,7 +116,7 @@ class Variant:
         gc.unfreeze()
         self.runs += 1
         after = self.counts(self.runs)
-        self.spikes = (len(self.indices), after[0] - before[0], after[1] - before[1])
+        self.spikes = (len(self.indices), *(a - b for a, b in zip(after, before)))
         return elapsed
 
     @property
@@ -180,8 +181,9 @@ def circuit_variant(name: str, args, n_silent: int, rate_hz: float) -> Variant:
                                 name="bench_boundary")
     net.add(boundary)
     relayed = relay_count(indices, steps)
-    variant = Variant(name, net, source, indices, steps, lambda runs: (runs * relayed, sum(circuit.spike_counts())),
-                      (1, args.neurons, 4 * n), args.seconds, n)
+    variant = Variant(name, net, source, indices, steps,
+                      lambda runs: (runs * relayed, sum(circuit.spike_counts()), circuit.learning_spike_count()),
+                      (1, args.neurons, 2 * n, 2 * n), args.seconds, n)
     variant.circuit = circuit
     return variant
 

@@ -28,7 +28,10 @@ with the neural projection), network clock:
   with ``lateral.trace_tau`` and are reset at the start of every presentation; for a time constant long
   compared with the presentation (default 200 ms against 40 ms) they integrate the presentation, and
   ``x_trace`` at its end is the presynaptic rate, the graded circuit's ``x``.
-- ``<name>_y`` (C·K ON/OFF pairs): the two membranes, ``plastic`` (per neuron), spike counters.
+- ``<name>_y`` (C·K ON/OFF pairs): the two membranes, ``plastic`` (per neuron), spike counters. Each
+  spike raises ``on_spike`` (``off_spike``); while the neuron learns (``plastic`` and inside the
+  window) it also raises ``learning_on_spike`` (``learning_off_spike``), which alone runs the
+  plasticity pathways, so frozen neurons and spikes outside the window cost 2n synaptic events, not 4n.
 
 Synapses:
 
@@ -197,14 +200,22 @@ class SpikingLateralCircuit(SharedSubspaceWeights):
                                    t_start : second (shared)
                                    gate = plastic * int(t - t_start > open_after) : 1
                                    n_on : 1
-                                   n_off : 1""" + ("\nfrozen : 1" if neural else "")))
+                                   n_off : 1
+                                   n_learning : 1""" + ("\nfrozen : 1" if neural else "")))
         self.y = NeuronGroup(
             c * k, pair_eqs, method=model.method, dt=dt, name=f"{name}_y",
+            # The learning pathways listen to their own events, raised by the same spikes but only while
+            # the neuron learns (plastic, inside the window): frozen neurons, non-learning copies and
+            # spikes before the window then cost no plasticity events (the update would be zero anyway).
             events={"on_spike": word_substitute(model.threshold, self._on),
-                    "off_spike": word_substitute(model.threshold, self._off)},
+                    "off_spike": word_substitute(model.threshold, self._off),
+                    "learning_on_spike": f"({word_substitute(model.threshold, self._on)}) and gate > 0.5",
+                    "learning_off_spike": f"({word_substitute(model.threshold, self._off)}) and gate > 0.5"},
             namespace={**model.parameters, "open_after": open_after})
         self.y.run_on_event("on_spike", word_substitute(model.reset, self._on) + "\nn_on += 1", when="resets")
         self.y.run_on_event("off_spike", word_substitute(model.reset, self._off) + "\nn_off += 1", when="resets")
+        self.y.run_on_event("learning_on_spike", "n_learning += 1", when="resets")
+        self.y.run_on_event("learning_off_spike", "n_learning += 1", when="resets")
         self._initial = dict(model.initial)
 
         # -- synapses ---------------------------------------------------------------------------------
@@ -218,7 +229,7 @@ class SpikingLateralCircuit(SharedSubspaceWeights):
             on_pre=f"{v_on}_post += gain * H\n{v_off}_post -= gain * H",
             on_post={"learn_on": learn.format(op="+", g="post", x="pre"),
                      "learn_off": learn.format(op="-", g="post", x="pre")},
-            on_event={"learn_on": "on_spike", "learn_off": "off_spike"},
+            on_event={"learn_on": "learning_on_spike", "learn_off": "learning_off_spike"},
             dt=dt, name=f"{name}_forward",
             namespace={"gain": model.spike_cost * spikes_per_step, "eta_spike": float(hebbian_rate / spec.rate_scale),
                        "open_after": open_after})
@@ -231,8 +242,8 @@ class SpikingLateralCircuit(SharedSubspaceWeights):
                     "learn_on": learn.format(op="+", g="pre", x="post"),
                     "learn_off": learn.format(op="-", g="pre", x="post"),
                     "fb_on_2": feedback_half.format(op="+"), "fb_off_2": feedback_half.format(op="-")},
-            on_event={"fb_on_1": "on_spike", "fb_off_1": "off_spike", "learn_on": "on_spike",
-                      "learn_off": "off_spike", "fb_on_2": "on_spike", "fb_off_2": "off_spike"},
+            on_event={"fb_on_1": "on_spike", "fb_off_1": "off_spike", "learn_on": "learning_on_spike",
+                      "learn_off": "learning_off_spike", "fb_on_2": "on_spike", "fb_off_2": "off_spike"},
             dt=dt, name=f"{name}_feedback",
             namespace={"c_half": 0.5 / (spikes_per_step * n_steps), "c_full": 1.0 / (spikes_per_step * n_steps),
                        "eta_spike": float(hebbian_rate / spec.rate_scale), "open_after": open_after})
@@ -283,6 +294,10 @@ class SpikingLateralCircuit(SharedSubspaceWeights):
     def spike_counts(self) -> tuple[int, int]:
         """ON and OFF spikes of all subspace units (all copies) since the circuit was built."""
         return int(np.sum(self.y.n_on[:])), int(np.sum(self.y.n_off[:]))
+
+    def learning_spike_count(self) -> int:
+        """Spikes (ON and OFF, all copies) that ran the plasticity: of plastic neurons, in the window."""
+        return int(np.sum(self.y.n_learning[:]))
 
     # -- weight sharing ------------------------------------------------------------------------------
     def _sync_step(self) -> None:

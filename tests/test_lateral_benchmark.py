@@ -5,7 +5,8 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
-from brian2 import SpikeMonitor, Synapses
+import numpy as np
+from brian2 import EventMonitor, SpikeMonitor, Synapses
 
 from cli_helpers import PROJECT, cli_env
 
@@ -45,10 +46,16 @@ def test_counts_and_sizes_are_what_the_events_are_computed_from():
     base = bench.circuit_variant("base", args, args.silent, args.rate)
     relay = base.circuit.x
     monitor = SpikeMonitor(relay, record=False, name="test_relay_count")
-    base.net.add(monitor)
+    subspace = [EventMonitor(base.circuit.y, event, name=f"test_{event}") for event in ("on_spike", "off_spike")]
+    base.net.add(monitor, *subspace)
     base.run()
     assert base.spikes[1] == monitor.num_spikes > 0
-    assert base.spikes[2] > 0 and base.events == base.spikes[0] + 4 * base.spikes[1] + 4 * 16 * base.spikes[2]
+    # learning spikes are exactly the subspace spikes inside each presentation's plasticity window
+    steps = np.concatenate([np.rint(np.asarray(m.t_[:]) * 1000 / bench.DT_MS).astype(int) for m in subspace])
+    in_window = (steps % round(bench.PRESENTATION_MS / bench.DT_MS)) >= round((bench.PRESENTATION_MS - bench.WINDOW_MS) / bench.DT_MS)
+    assert base.spikes[2] == len(steps) > 0
+    assert base.spikes[3] == int(np.sum(in_window)) > 0 and base.spikes[3] < base.spikes[2]
+    assert base.events == base.spikes[0] + 4 * base.spikes[1] + 2 * 16 * (base.spikes[2] + base.spikes[3])
 
     reference = bench.reference_variant(args)
     reference.run()
