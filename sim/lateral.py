@@ -137,10 +137,8 @@ class GradedLateralCircuit(SharedSubspaceWeights):
         self.forward.state_updater.order = 2
         if neural:
             self.feedback.summed_updaters["xhat_old_post"].order = 1
-        self.objects = []
-        self._decorrelation = None
-        if decorrelate:
-            self._build_decorrelation(name, spec)
+        self.decorrelate = decorrelate
+        decorrelation = self._build_decorrelation(name, spec) if decorrelate else []
         self._forward_view = self.forward.variables["H"].get_value().reshape(c, k, n)
         self._feedback_view = self.feedback.variables["H"].get_value().reshape(c, k, n)
         self._plastic = np.zeros(k, dtype=bool)
@@ -148,37 +146,40 @@ class GradedLateralCircuit(SharedSubspaceWeights):
         self._t_start = 0.0
         # After every plastic lateral step the copies' changes are summed into the shared H.
         self.sync = NetworkOperation(self._sync_step, dt=spec.dt, when="end", name=f"{name}_sync")
-        self.objects = [self.x, self.y, self.drive, self.forward, self.feedback, self.sync, *self.objects]
+        self.objects = [self.x, self.y, self.drive, self.forward, self.feedback, self.sync, *decorrelation]
         self._write_copies()
 
-    def _build_decorrelation(self, name: str, spec: LateralSpec) -> None:
-        """Synapses ``z_post = P y_pre`` among the neurons grown at the same task, in every copy."""
+    def _build_decorrelation(self, name: str, spec: LateralSpec) -> list:
+        """Synapses ``z_post = P y_pre`` among the neurons grown at the same task, in every copy.
+
+        Created copy by copy and, within a copy, task by task, each task's ``k × k`` block in the
+        order (pre ``l``, post ``i``), so a task's weights in copy ``c`` are one contiguous slice
+        holding ``Pᵀ`` row by row. Returns the Brian2 objects to add to the network.
+        """
         c, k = self.simulated, self.k_max
-        group = np.repeat(np.arange(len(self.sizes_per_task)), self.sizes_per_task)      # task of each neuron
-        pre, post = [], []
+        starts = np.concatenate([[0], np.cumsum(self.sizes_per_task)])      # first neuron of each task
+        block = [size * size for size in self.sizes_per_task]
+        pre, post, self._P_slices = [], [], {task: [] for task in range(len(block))}
+        offset = 0
         for copy in range(c):
-            for task in range(len(self.sizes_per_task)):
-                members = copy * k + np.flatnonzero(group == task)
-                pre.append(np.repeat(members, len(members)))
-                post.append(np.tile(members, len(members)))
+            for task, size in enumerate(self.sizes_per_task):
+                members = copy * k + np.arange(starts[task], starts[task] + size)
+                pre.append(np.repeat(members, size))
+                post.append(np.tile(members, size))
+                self._P_slices[task].append(slice(offset, offset + block[task]))
+                offset += block[task]
         pre, post = np.concatenate(pre), np.concatenate(post)
         self.decorrelation = Synapses(self.y, self.y, model="P : 1\nz_post = P * y_pre : 1 (summed)", dt=spec.dt,
                                       name=f"{name}_decorrelate")
         self.decorrelation.connect(i=pre, j=post)
         # y = Hx first (order 0), then z = P y (order 1), then the plasticity step (order 2).
         self.decorrelation.summed_updaters["z_post"].order = 1
+        self._P = self.decorrelation.variables["P"].get_value()      # live view of the synapse weights
         self._P_identity = (pre == post).astype(float)
-        self.decorrelation.P = self._P_identity                                        # P = I
-        self._P = self.decorrelation.variables["P"].get_value()
-        # Where each task's k × k block (copy, post, pre) lies in the synapse array.
-        order = np.lexsort((pre, post))     # sort by post, then pre: row-major (post i, pre l) per copy
-        self._P_index = {}
-        flat_post_local = post % k
-        for task in range(len(self.sizes_per_task)):
-            chosen = order[np.isin(flat_post_local[order], np.flatnonzero(group == task))]
-            self._P_index[task] = chosen       # copy-major: posts of copy 0 first (post ids grow with copy)
-        self._decorrelation = {"floor": float(spec.decorrelation_floor), "C": None}
-        self.objects = [self.decorrelation]
+        self._P[:] = self._P_identity
+        self._decorrelation_floor = float(spec.decorrelation_floor)
+        self._y_covariance = None                                     # C, running average of y yᵀ
+        return [self.decorrelation]
 
     def grow(self, task: int) -> int:
         """Add the neurons of ``task`` (see `SharedSubspaceWeights.grow`); decorrelation restarts at ``P = I``."""
@@ -191,23 +192,25 @@ class GradedLateralCircuit(SharedSubspaceWeights):
         self._reset_decorrelation()
 
     def _reset_decorrelation(self) -> None:
-        if self._decorrelation is not None:
-            self._decorrelation["C"] = None
+        if self.decorrelate:
+            self._y_covariance = None
             self._P[:] = self._P_identity
 
     def _update_decorrelation(self) -> None:
         """After a plastic step: fold this step's ``y yᵀ`` into ``C`` and set ``P`` of the current task's block."""
-        state = self._decorrelation
         plastic = np.flatnonzero(self._plastic)
         k = len(plastic)
         ys = self.y.y[:].reshape(self.simulated, self.k_max)[: self.copies, plastic]
         step = ys.T @ ys / len(ys)
-        state["C"] = step if state["C"] is None else (1 - DECORRELATION_MEMORY) * state["C"] + DECORRELATION_MEMORY * step
-        mean = float(np.trace(state["C"])) / k
-        if mean <= 0.0:
+        C = step if self._y_covariance is None else \
+            (1 - DECORRELATION_MEMORY) * self._y_covariance + DECORRELATION_MEMORY * step
+        self._y_covariance = C
+        mean = float(np.trace(C)) / k
+        if mean <= 0.0:                     # the task's neurons are silent: nothing to decorrelate
             return
-        P = mean * np.linalg.inv(state["C"] + state["floor"] * mean * np.eye(k))
-        self._P[self._P_index[self.task]] = np.tile(P.ravel(), self.simulated)
+        P = mean * np.linalg.inv(C + self._decorrelation_floor * mean * np.eye(k))
+        for where in self._P_slices[self.task]:
+            self._P[where] = P.T.ravel()
 
     # -- hooks called by the network at batch boundaries --------------------------------------------
     def start_presentation(self, t: Quantity) -> None:
@@ -228,7 +231,7 @@ class GradedLateralCircuit(SharedSubspaceWeights):
         if float(self.sync.clock.t / second) - self._t_start <= self._open_after:
             return
         self._merge_copies()
-        if self._decorrelation is not None:
+        if self.decorrelate:
             self._update_decorrelation()
 
     def _residual_now(self):

@@ -132,9 +132,9 @@ def test_decorrelation_is_P_times_y_with_P_from_the_running_covariance(streams):
     net = circuit_network(RANK, RANK, decorrelate=True)
     circuit = net.lateral[0]
     learn(net, circuit, 0, first[:96], epochs=1)
-    C = circuit._decorrelation["C"]
+    C = circuit._y_covariance
     mean = np.trace(C) / RANK
-    P = mean * np.linalg.inv(C + circuit._decorrelation["floor"] * mean * np.eye(RANK))
+    P = mean * np.linalg.inv(C + circuit._decorrelation_floor * mean * np.eye(RANK))
     circuit.decorrelation.summed_updaters["z_post"].run()      # z from the current y and P
     y = circuit.y.y[:].reshape(circuit.simulated, -1)[:, :RANK]
     z = circuit.y.z[:].reshape(circuit.simulated, -1)[:, :RANK]
@@ -168,3 +168,13 @@ def test_decorrelation_settings_are_checked():
         LateralSpec(**common, decorrelate=True, decorrelation_floor=0)
     with pytest.raises(ValueError, match="lateral.decorrelate = 'yes'"):
         LateralSpec(**common, decorrelate="yes")
+
+
+def test_decorrelation_is_read_from_the_protocol():
+    from models.from_config import lateral_spec
+    from protocols.config import apply_overrides, load_protocol
+    section = apply_overrides(load_protocol("permuted-digits"),
+                              ["lateral.decorrelate=true", "lateral.decorrelation_floor=0.5"])["lateral"]
+    spec = lateral_spec(section)
+    assert spec.decorrelate is True and spec.decorrelation_floor == 0.5
+    assert lateral_spec(load_protocol("permuted-digits")["lateral"]).decorrelate is False
