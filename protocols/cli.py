@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from protocols.config import PROTOCOLS, ConfigError, apply_overrides, load_protocol
-from protocols.methods import METHODS
+from protocols.methods import METHODS, make_method
 
 
 class _Parser(argparse.ArgumentParser):
@@ -166,6 +166,8 @@ def _run(args) -> int:
         raise ConfigError(f"protocol.seed = {config['protocol']['seed']} must be non-negative")
     paths = _output_paths(args, methods)
     _check_specs(config, uses_lateral=any(METHODS[m].uses_lateral for m in methods))
+    for m in methods:           # a method's own settings (gpm.threshold, ...) fail before any method runs
+        make_method(m, config)
 
     from protocols.continual import run_continual
     results = []

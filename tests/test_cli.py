@@ -154,6 +154,11 @@ BAD = {
     "missing-folder": (["permuted-digits", *TINY, "--out", "/nonexistent/x.h5"], ["/nonexistent"]),
     "negative-consolidation": (["permuted-digits", *TINY, "--set", "lateral.consolidation_epochs=-1"],
                                ["lateral.consolidation_epochs", "-1"]),
+    # the second method's settings are wrong: refused before the first method runs
+    "bad-gpm-setting": (["permuted-digits", "--method", "hlop,gpm", *TINY, "--set", 'gpm.basis_sizes="x"'],
+                        ["gpm.basis_sizes", "'x'"]),
+    "bad-decorrelation-floor": (["permuted-digits", *TINY, "--set", "lateral.decorrelation_floor=-1"],
+                                ["lateral.decorrelation_floor", "-1"]),
 }
 EXISTING_BYTES = b"not an HDF5 file, must survive\n" * 7
 
@@ -165,7 +170,8 @@ def bad_runs(tmp_path_factory):
     for case, (args, _) in BAD.items():
         folder = tmp_path_factory.mktemp(case)
         if "--out" not in args:
-            args = [*args, "--out", str(folder / "run.h5")]
+            several = "--method" in args and "," in args[args.index("--method") + 1]
+            args = [*args, "--out", str(folder if several else folder / "run.h5")]
         started[case] = (folder, subprocess.Popen(cli_command("run", *args), stdout=subprocess.PIPE,
                                                   stderr=subprocess.PIPE, text=True, cwd=folder, env=cli_env()))
     # an existing run file, single method
