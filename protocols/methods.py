@@ -112,7 +112,6 @@ class GPM(Finetune):
                 raise ValueError(f"gpm.basis_sizes = 'lateral': lateral.first_task {self.sizes[0]} and "
                                  f"lateral.per_task {self.sizes[1]} must name all {len(net.weights)} weight layers")
         self._seen = [[] for _ in net.weights]
-        self._task = task
 
     def observe(self, rates, keep) -> None:
         """Keep the presynaptic rates of the last training epoch's samples."""
