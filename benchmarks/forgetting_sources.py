@@ -24,6 +24,9 @@ import argparse
 
 import numpy as np
 
+from protocols.methods import grow_basis
+from sim.kernels import project_out
+
 
 def orthonormal_rows(rows: np.ndarray) -> np.ndarray:
     """An orthonormal basis (as rows) of the span of ``rows``."""
@@ -35,7 +38,7 @@ def orthonormal_rows(rows: np.ndarray) -> np.ndarray:
 
 def outside_fraction(A: np.ndarray, basis: np.ndarray) -> float:
     """``‖A − (A Bᵀ) B‖²_F / ‖A‖²_F`` for orthonormal rows ``B``."""
-    residual = A - (A @ basis.T) @ basis
+    residual = project_out(np.ascontiguousarray(A, dtype=np.float64), np.ascontiguousarray(basis))
     return float(np.sum(residual ** 2) / np.sum(A ** 2))
 
 
@@ -52,9 +55,7 @@ def leftover_energy(run) -> None:
         for t in run.lateral_tasks(layer):
             H, frozen = run.lateral(layer, t)
             circuit = orthonormal_rows(H[frozen])
-            grown = len(circuit) - len(exact)
-            residual = activity[t] - (activity[t] @ exact.T) @ exact
-            exact = np.vstack([exact, np.linalg.svd(residual, full_matrices=False)[2][:grown]])
+            exact, _ = grow_basis(exact, activity[t], 1.0, count=len(circuit) - len(exact))  # GPM, same count
             mine = " ".join(f"{outside_fraction(activity[j], circuit):.4f}" for j in range(t + 1))
             best = " ".join(f"{outside_fraction(activity[j], exact):.4f}" for j in range(t + 1))
             print(f"  after task {t} ({len(circuit):3d} rows): {mine} | {best}")
@@ -76,7 +77,7 @@ def layer_swaps(run, target: str) -> None:
     spec = network_spec(config["network"], dataset.n_features, dataset.n_classes)
     net = SimNetwork(spec, np.random.default_rng(0), record_spikes=False)
     names, last = run.weight_names, run.n_tasks - 1
-    weights = {t: [run.h5[f"weights/{name}/after_task_{t}"][:] for name in names] for t in range(run.n_tasks)}
+    weights = {t: [run.weights(name, t) for name in names] for t in range(run.n_tasks)}
 
     def accuracy(layer_weights, task) -> float:
         for mine, theirs in zip(net.weights, layer_weights):

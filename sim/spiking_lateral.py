@@ -223,12 +223,13 @@ class SpikingLateralCircuit(SharedSubspaceWeights):
                               dt=dt, name=f"{name}_drive", namespace={"x_unit": 1.0 / n_steps})
         self.drive.connect(i=one_to_one_indices(c, n)[0], j=one_to_one_indices(c, n)[1])
         v_on, v_off = self._on["v"], self._off["v"]
-        learn = "H {op}= eta_spike * gate_{g} * (x_trace_{x} - xhat_trace_{x})"
+        # Runs on learning spikes only (the gate is in the event's condition), so no gate factor here.
+        learn = "H {op}= eta_spike * (x_trace_{x} - xhat_trace_{x})"
         self.forward = Synapses(
             self.x, self.y, model="H : 1",
             on_pre=f"{v_on}_post += gain * H\n{v_off}_post -= gain * H",
-            on_post={"learn_on": learn.format(op="+", g="post", x="pre"),
-                     "learn_off": learn.format(op="-", g="post", x="pre")},
+            on_post={"learn_on": learn.format(op="+", x="pre"),
+                     "learn_off": learn.format(op="-", x="pre")},
             on_event={"learn_on": "learning_on_spike", "learn_off": "learning_off_spike"},
             dt=dt, name=f"{name}_forward",
             namespace={"gain": model.spike_cost * spikes_per_step, "eta_spike": float(hebbian_rate / spec.rate_scale),
@@ -239,8 +240,8 @@ class SpikingLateralCircuit(SharedSubspaceWeights):
             self.y, self.x, model="H : 1",
             on_pre={"fb_on_1": (feedback_half + feedback_old).format(op="+"),
                     "fb_off_1": (feedback_half + feedback_old).format(op="-"),
-                    "learn_on": learn.format(op="+", g="pre", x="post"),
-                    "learn_off": learn.format(op="-", g="pre", x="post"),
+                    "learn_on": learn.format(op="+", x="post"),
+                    "learn_off": learn.format(op="-", x="post"),
                     "fb_on_2": feedback_half.format(op="+"), "fb_off_2": feedback_half.format(op="-")},
             on_event={"fb_on_1": "on_spike", "fb_off_1": "off_spike", "learn_on": "learning_on_spike",
                       "learn_off": "learning_off_spike", "fb_on_2": "on_spike", "fb_off_2": "off_spike"},
