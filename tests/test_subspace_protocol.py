@@ -36,6 +36,10 @@ def test_circuits_and_discrete_rule_learn_both_tasks(tmp_path):
             H = g["H"][:]
             end0 = np.flatnonzero(task == 0)[-1]
             assert np.array_equal(H[end0, :3], H[-1, :3])
+        # the circuits' own residual against the closed form during task 1 (issue 3: < 5 % spiking)
+        assert f["graded"].attrs["projection_error"] < 1e-9
+        assert 0.005 < f["spiking"].attrs["projection_error"] < 0.05
+        assert "projection_error" not in f["discrete"].attrs
 
 
 def test_bad_settings_are_one_line_errors(tmp_path):
