@@ -48,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     inspect = sub.add_parser("inspect", help="summarise a run file: run, populations, segments, accuracies")
     inspect.add_argument("file", metavar="FILE", help="run file (.h5)")
     inspect.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    compare = sub.add_parser("compare", help="ACC, BWT, forgetting of run files, with mean ± sd over the runs "
+                                             "that differ only in the seed")
+    compare.add_argument("files", metavar="FILE", nargs="+", help="run files (.h5)")
+    compare.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     plot = sub.add_parser("plot", help="draw a figure of a run file as PNG")
     plot.add_argument("file", metavar="FILE", help="run file (.h5)")
     plot.add_argument("what", metavar="WHAT", help="raster, psth, accuracy, acc-curve, angles or weights")
@@ -212,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "inspect":
             from protocols.inspect_cmd import inspect_command
             return inspect_command(args.file, as_json=args.json)
+        if args.command == "compare":
+            from protocols.compare_cmd import compare_command
+            return compare_command(args.files, as_json=args.json)
         if args.command == "plot":
             from protocols.plots import plot_command
             return plot_command(args.file, args.what, task=args.task, phase=args.phase, population=args.population,

@@ -1,5 +1,6 @@
 """Running the real `hlopsim` CLI in a subprocess from tests (no mocks)."""
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -16,3 +17,24 @@ def cli_env() -> dict:
 def cli_command(*args) -> list[str]:
     """``python -m protocols.cli ARGS`` with this interpreter."""
     return [sys.executable, "-m", "protocols.cli", *args]
+
+
+# A protocol small enough for the fast tier: 2 tasks, 1 epoch, 128 training samples, numpy target.
+TINY = ["--tasks", "2", "--epochs", "1", "--quiet",
+        "--set", "data.train_size=128", "--set", "network.hidden=[16]", "--set", "network.batch_size=32",
+        "--set", "lateral.copies=8", "--set", "lateral.first_task=[4,4]", "--set", "lateral.per_task=[2,2]",
+        "--set", "lateral.consolidation_epochs=0", "--set", 'sim.target="numpy"']
+
+
+def tiny_runs(base: Path) -> Path:
+    """``base/tiny-runs`` holding finetune.h5 and hlop.h5 of the tiny protocol (seed 0), written by the
+    CLI in a subprocess the first time any test module of the session asks for it."""
+    out = base / "tiny-runs"
+    if not (out / "written").exists():
+        out.mkdir(exist_ok=True)
+        proc = subprocess.run(cli_command("run", "permuted-digits", "--method", "finetune,hlop", "--out", str(out),
+                                          "--overwrite", *TINY),
+                              capture_output=True, text=True, cwd=out, env=cli_env(), timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        (out / "written").touch()
+    return out

@@ -5,10 +5,7 @@ documented in `sim.recorder`; nothing of the project is mocked.
 """
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
@@ -18,42 +15,16 @@ import pytest
 from protocols.analysis import RunFile, RunFileError, open_run
 from protocols.metrics import summarize
 
-PROJECT = Path(__file__).resolve().parents[1]
-TINY = ["--tasks", "2", "--epochs", "1", "--quiet",
-        "--set", "data.train_size=128", "--set", "network.hidden=[16]", "--set", "network.batch_size=32",
-        "--set", "lateral.copies=8", "--set", "lateral.first_task=[4,4]", "--set", "lateral.per_task=[2,2]",
-        "--set", "lateral.consolidation_epochs=0", "--set", 'sim.target="numpy"']
+from cli_helpers import tiny_runs
+
 POPULATIONS = ["input", "hidden_1", "output"]
 TRAIN_SIZE, TEST_PER_TASK = 128, 450
-
-
-def _env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(PROJECT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return env
-
-
-def tiny_runs(tmp_path_factory) -> Path:
-    """A folder with finetune.h5 and hlop.h5 of the tiny protocol, written by the CLI in a subprocess.
-
-    Written once per test session: test_inspect_plot.py asks for the same folder of the session's
-    base temporary directory and finds the files there.
-    """
-    out = tmp_path_factory.getbasetemp() / "tiny-runs"
-    if not (out / "written").exists():
-        out.mkdir(exist_ok=True)
-        proc = subprocess.run([sys.executable, "-m", "protocols.cli", "run", "permuted-digits",
-                               "--method", "finetune,hlop", "--out", str(out), "--overwrite", *TINY],
-                              capture_output=True, text=True, cwd=out, env=_env(), timeout=300)
-        assert proc.returncode == 0, proc.stderr
-        (out / "written").touch()
-    return out
 
 
 @pytest.fixture(scope="module")
 def run_path(tmp_path_factory) -> Path:
     """The hlop run file of the tiny protocol."""
-    return tiny_runs(tmp_path_factory) / "hlop.h5"
+    return tiny_runs(tmp_path_factory.getbasetemp()) / "hlop.h5"
 
 
 @pytest.fixture(scope="module")

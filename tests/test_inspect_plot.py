@@ -17,12 +17,8 @@ import pytest
 
 from sim.recorder import FORMAT_VERSION
 
-from cli_helpers import cli_command, cli_env
+from cli_helpers import cli_command, cli_env, tiny_runs
 
-TINY = ["--tasks", "2", "--epochs", "1", "--quiet",
-        "--set", "data.train_size=128", "--set", "network.hidden=[16]", "--set", "network.batch_size=32",
-        "--set", "lateral.copies=8", "--set", "lateral.first_task=[4,4]", "--set", "lateral.per_task=[2,2]",
-        "--set", "lateral.consolidation_epochs=0", "--set", 'sim.target="numpy"']
 TRAIN_SIZE, TEST_PER_TASK = 128, 450
 KINDS = ["raster", "psth", "accuracy", "acc-curve", "angles", "weights"]
 
@@ -45,20 +41,8 @@ def _finish(started: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> Path:
-    """A folder with finetune.h5 and hlop.h5 of the tiny protocol, written by the CLI in a subprocess.
-
-    Written once per test session: test_analysis.py asks for the same folder of the session's base
-    temporary directory, and whichever module runs first writes it.
-    """
-    out = tmp_path_factory.getbasetemp() / "tiny-runs"
-    if not (out / "written").exists():
-        out.mkdir(exist_ok=True)
-        proc = subprocess.run(cli_command("run", "permuted-digits", "--method", "finetune,hlop", "--out", str(out),
-                                   "--overwrite", *TINY),
-                              capture_output=True, text=True, cwd=out, env=cli_env(), timeout=300)
-        assert proc.returncode == 0, proc.stderr
-        (out / "written").touch()
-    return out
+    """A folder with finetune.h5 and hlop.h5 of the tiny protocol (`cli_helpers.tiny_runs`)."""
+    return tiny_runs(tmp_path_factory.getbasetemp())
 
 
 def _png_size(path: Path) -> tuple[int, int]:
