@@ -1,6 +1,12 @@
 """Where a permuted-digits run's forgetting comes from (a diagnostic on a run file; not a test).
 
-Two tables, printed for one run file of ``hlop`` (or ``gpm``):
+Three tables, printed for one run file of ``hlop`` (or ``gpm``):
+
+0. **Capacity.** Per weight layer and task: how many directions (top right singular vectors of the
+   task's presynaptic activity alone, last supervised epoch) hold 90 / 95 / 97 / 99 % of its energy,
+   their sum over the tasks, and the same for all tasks' activity stacked (each task scaled to equal
+   energy), against the layer's input width. When the tasks together need more directions than the
+   layer has, no projection can protect every task at that fraction and leave room to learn.
 
 1. **Leftover energy.** Per weight layer, after each task ``t``: the fraction of task ``j``'s
    presynaptic activity energy (rates of the recorded spikes, the task's last supervised epoch) that
@@ -42,13 +48,44 @@ def outside_fraction(A: np.ndarray, basis: np.ndarray) -> float:
     return float(np.sum(residual ** 2) / np.sum(A ** 2))
 
 
+FRACTIONS = (0.90, 0.95, 0.97, 0.99)
+
+
+def directions_needed(A: np.ndarray, fractions=FRACTIONS) -> list[int]:
+    """Fewest top right singular vectors of ``A`` whose span holds each fraction of ``‖A‖²_F``."""
+    energy = np.linalg.svd(A, compute_uv=False) ** 2
+    held = np.cumsum(energy) / energy.sum()
+    return [int(np.searchsorted(held, f * (1 - 1e-12)) + 1) for f in fractions]
+
+
+def task_activity(run, layer: str) -> list[np.ndarray]:
+    """Presynaptic rates of ``layer`` in each task's last supervised epoch (samples × inputs)."""
+    pop = run.presynaptic_population(layer)
+    last_epoch = run.config["protocol"]["epochs"] - 1
+    return [run.rates(pop, run.select(task=j, phase="train", stage=j, epoch=last_epoch)) for j in range(run.n_tasks)]
+
+
+def capacity(run) -> None:
+    """Print table 0 for every weight layer of ``run``."""
+    head = " ".join(f"{100 * f:4.0f}%" for f in FRACTIONS)
+    for layer in run.lateral_layers:
+        activity = task_activity(run, layer)
+        width = activity[0].shape[1]
+        print(f"\n{layer} ({width} inputs): directions holding a fraction of each task's activity energy")
+        print(f"  {'task':>12s} {head}")
+        counts = np.array([directions_needed(A) for A in activity])
+        for j, row in enumerate(counts):
+            print(f"  {j:12d} " + " ".join(f"{c:5d}" for c in row))
+        print(f"  {'sum':>12s} " + " ".join(f"{c:5d}" for c in counts.sum(axis=0)))
+        stacked = np.vstack([A / np.linalg.norm(A) for A in activity])
+        print(f"  {'all stacked':>12s} " + " ".join(f"{c:5d}" for c in directions_needed(stacked)))
+
+
 def leftover_energy(run) -> None:
     """Print table 1 for every weight layer of ``run`` (a `protocols.analysis.RunFile`)."""
-    last_epoch = run.config["protocol"]["epochs"] - 1
     for layer in run.lateral_layers:
         pop = run.presynaptic_population(layer)
-        activity = [run.rates(pop, run.select(task=j, phase="train", stage=j, epoch=last_epoch))
-                    for j in range(run.n_tasks)]
+        activity = task_activity(run, layer)
         exact = np.zeros((0, activity[0].shape[1]))
         print(f"\n{layer} (reads {pop}): energy of task j's activity outside the frozen span after task t, "
               "circuit | exact rows of the same number")
@@ -106,6 +143,7 @@ def main() -> None:
     args = parser.parse_args()
     from protocols.analysis import RunFile
     with RunFile(args.run_file) as run:
+        capacity(run)
         leftover_energy(run)
         layer_swaps(run, args.target)
 

@@ -1,24 +1,25 @@
 """`benchmarks/forgetting_sources.py` on a real (tiny) run file: its replay reproduces the recorded
-accuracies and its exact rows are never worse than the circuit's on the task they were fitted to."""
+accuracies, its exact rows are never worse than the circuit's on the task they were fitted to, and
+its capacity counts agree with the singular values they come from."""
+import importlib.util
 import re
 import subprocess
 import sys
 
 import h5py
+import numpy as np
 import pytest
 
-from cli_helpers import PROJECT, cli_command, cli_env
+from cli_helpers import PROJECT, TINY, cli_command, cli_env
 
-TINY = ["--tasks", "2", "--epochs", "1", "--quiet",
-        "--set", "data.train_size=128", "--set", "network.hidden=[16]", "--set", "network.batch_size=32",
-        "--set", "lateral.copies=8", "--set", "lateral.first_task=[4,4]", "--set", "lateral.per_task=[2,2]",
-        "--set", "lateral.consolidation_epochs=1", "--set", 'sim.target="numpy"']
+# the shared tiny protocol, with one consolidation epoch so that the circuit learns something
+TINY_CONSOLIDATED = [*TINY, "--set", "lateral.consolidation_epochs=1"]
 
 
 @pytest.fixture(scope="module")
 def diagnosed(tmp_path_factory):
     path = tmp_path_factory.mktemp("forgetting") / "hlop.h5"
-    subprocess.run(cli_command("run", "permuted-digits", "--method", "hlop", "--out", str(path), *TINY),
+    subprocess.run(cli_command("run", "permuted-digits", "--method", "hlop", "--out", str(path), *TINY_CONSOLIDATED),
                    check=True, capture_output=True, env=cli_env(), timeout=300)
     done = subprocess.run([sys.executable, str(PROJECT / "benchmarks" / "forgetting_sources.py"), str(path),
                            "--target", "numpy"], capture_output=True, text=True, env=cli_env(), timeout=300)
@@ -44,3 +45,29 @@ def test_exact_rows_hold_at_least_the_circuits_energy_of_their_own_task(diagnose
     assert [rows for rows, _, _ in first] == ["4", "4"]   # both layers' task-0 neurons
     for _, circuit, exact in first:
         assert 0.0 <= float(exact) <= float(circuit) + 1e-4 <= 1.0001
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("forgetting_sources", PROJECT / "benchmarks" / "forgetting_sources.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_directions_needed_counts_singular_value_energy():
+    rng = np.random.default_rng(0)
+    u, _ = np.linalg.qr(rng.normal(size=(50, 4)))
+    v, _ = np.linalg.qr(rng.normal(size=(12, 4)))
+    energy = np.array([0.5, 0.3, 0.15, 0.05])               # cumulative 0.5, 0.8, 0.95, 1.0
+    A = u @ np.diag(np.sqrt(energy)) @ v.T
+    assert _module().directions_needed(A) == [3, 3, 4, 4]   # for 90, 95, 97, 99 %
+
+
+def test_capacity_table_lists_every_task_and_layer(diagnosed):
+    out, _ = diagnosed
+    assert "w_1 (64 inputs): directions holding" in out and "w_2 (16 inputs): directions holding" in out
+    for block in re.findall(r"directions holding.*?\n(.*?)all stacked", out, flags=re.S):
+        tasks = re.findall(r"^\s+(\d+)((?:\s+\d+){4})$", block, flags=re.M)
+        assert [int(t) for t, _ in tasks] == [0, 1]
+        summed = re.search(r"sum((?:\s+\d+){4})", block).group(1).split()
+        assert [int(x) for x in summed] == [sum(int(c.split()[i]) for _, c in tasks) for i in range(4)]
