@@ -36,6 +36,7 @@ import numpy as np
 
 from protocols.metrics import summarize
 from sim.recorder import FORMAT, FORMAT_VERSION
+from sim.row_measures import row_deviation
 
 __all__ = ["RunFile", "RunFileError", "open_run"]
 
@@ -867,18 +868,24 @@ class RunFile:
         Returns
         -------
         dict of str to list of dict
-            ``{layer: [{"task", "allocated", "grown", "frozen"}, ...]}``: lateral neurons
-            allocated (rows of H), grown so far (rows not all zero) and frozen.
+            ``{layer: [{"task", "allocated", "grown", "frozen", "row_deviation"}, ...]}``: lateral
+            neurons allocated (rows of H), grown so far (rows not all zero) and frozen, and
+            `sim.row_measures.row_deviation` of the rows that froze at that task (how far from
+            orthonormal the task's neurons ended; above `UNSETTLED_ROW_DEVIATION` they had not settled).
         """
         sizes = {}
         for layer in self.lateral_layers:
             rows = []
+            before = 0
             for task in self.lateral_tasks(layer):
                 H, frozen = self.lateral(layer, task)
                 grown = int(np.count_nonzero(np.any(H != 0, axis=tuple(range(1, H.ndim))))) if H.ndim > 1 \
                     else int(np.count_nonzero(H))
-                rows.append({"task": task, "allocated": int(H.shape[0]), "grown": grown,
-                             "frozen": int(np.count_nonzero(frozen))})
+                n_frozen = int(np.count_nonzero(frozen))
+                deviation = row_deviation(H[before:n_frozen]) if H.ndim == 2 and n_frozen >= before else math.nan
+                rows.append({"task": task, "allocated": int(H.shape[0]), "grown": grown, "frozen": n_frozen,
+                             "row_deviation": deviation})
+                before = n_frozen
             sizes[layer] = rows
         return sizes
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import warnings
 from pathlib import Path
 
 from protocols.config import PROTOCOLS, ConfigError, apply_overrides, load_protocol
@@ -207,9 +208,17 @@ def _check_specs(config: dict, uses_lateral: bool) -> None:
         raise ConfigError(f"lateral.copies = {lateral.copies} must not exceed network.batch_size = {spec.batch_size}")
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line, like the errors: ``hlopsim: warning: …``."""
+    print(f"hlopsim: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``hlopsim`` console script; returns the exit code."""
     args = _parser().parse_args(argv)
+    if args.command == "run":
+        import brian2  # noqa: F401  (on import, Brian2's logger takes over warnings.showwarning; ours goes last)
+    warnings.showwarning = _show_warning
     try:
         if args.command == "run":
             return _run(args)

@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from protocols.analysis import RunFile
+from sim.row_measures import UNSETTLED_ROW_DEVIATION
 
 __all__ = ["collect", "format_text", "inspect_command"]
 
@@ -64,7 +65,8 @@ def collect(run: RunFile) -> dict:
         mean_rate_hz, rates_hz per task and phase), ``segments`` (count per task and phase),
         ``accuracy`` (matrix in %, None where not measured; ACC, BWT, forgetting in
         percentage points; tasks_evaluated) and ``lateral`` (per layer, per task: allocated,
-        grown, frozen lateral neurons; ``method_uses_lateral`` says whether the method has
+        grown, frozen lateral neurons and the row deviation of each task's frozen rows,
+        `sim.row_measures.row_deviation`; ``method_uses_lateral`` says whether the method has
         such a circuit at all).
     """
     attrs = run.attrs
@@ -247,6 +249,23 @@ def format_text(info: dict) -> str:
                 f"{by_task[t]['grown']}/{by_task[t]['frozen']} ({by_task[t]['allocated']})" if t in by_task else "-"
                 for t in all_tasks])
         lines.extend(_table(rows))
+        # how far each task's frozen rows are from orthonormal (Oja's fixed point), per row
+        rows = [["layer"] + [f"task {t}" for t in all_tasks]]
+        unsettled = []
+        for layer in info["lateral"]:
+            by_task = {row["task"]: row.get("row_deviation") for row in layer["tasks"]}
+            cells = []
+            for t in all_tasks:
+                value = by_task.get(t)
+                cells.append("-" if value is None else f"{value:.3f}" + (" !" if value > UNSETTLED_ROW_DEVIATION else ""))
+                if value is not None and value > UNSETTLED_ROW_DEVIATION:
+                    unsettled.append(f"{layer['layer']} task {t}")
+            rows.append([layer["layer"]] + cells)
+        lines.append("  each task's frozen rows: ‖HHᵀ − I‖_F / √k (settled circuits < 0.1)")
+        lines.extend(_table(rows))
+        if unsettled:
+            lines.append(f"  ! not settled (> {UNSETTLED_ROW_DEVIATION}): {', '.join(unsettled)} — those tasks are "
+                         "poorly protected; lower the layer's Hebbian rate")
     elif info.get("method_uses_lateral"):
         lines.append("lateral circuit: no snapshot yet (written at the end of each task)")
     else:

@@ -7,12 +7,17 @@ residual activity, see `sim.learning.apply_update`). It touches the network only
 """
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 if TYPE_CHECKING:  # sim.learning pulls in Numba; the CLI imports this module before any run
     from sim.learning import NeuralResidual
+
+
+class UnsettledCircuitWarning(UserWarning):
+    """A lateral circuit ended a task with rows far from orthonormal (`sim.row_measures`)."""
 
 
 class Finetune:
@@ -58,7 +63,17 @@ class HLOP(Finetune):
             circuit.grow(task)
 
     def end_task(self, net, task: int) -> None:
+        from sim.row_measures import UNSETTLED_ROW_DEVIATION
+
         for circuit in net.lateral:
+            deviation = circuit.task_row_deviation()
+            if deviation > UNSETTLED_ROW_DEVIATION:
+                # Not an error: the run goes on, but the old tasks' projection will be poor (README).
+                warnings.warn(
+                    f"lateral circuit {circuit.name!r}, task {task}: its new subspace neurons end the task "
+                    f"{deviation:.2f} per row from orthonormal (a settled circuit: below 0.1); Oja's rule has "
+                    f"not settled, probably oscillating near its stability bound: lower {circuit.rate_key} for "
+                    f"this layer or lateral.copies", UnsettledCircuitWarning, stacklevel=2)
             circuit.freeze()
 
     def snapshots(self, net) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from sim.kernels import project_out, reduce_shared_weights
+from sim.row_measures import row_deviation
 
 
 # Oja's rule keeps every row of H near unit norm (HHᵀ = I at its fixed points); a row this long means the
@@ -154,6 +155,10 @@ class SharedSubspaceWeights:
         r = self.residual() if residual is None else residual
         closed = project_out(np.ascontiguousarray(rates, dtype=np.float64), np.ascontiguousarray(self.frozen_H))
         return float(np.linalg.norm(r - closed) / np.linalg.norm(closed))
+
+    def task_row_deviation(self) -> float:
+        """`sim.row_measures.row_deviation` of the current task's rows (grown, not yet frozen)."""
+        return row_deviation(self.H[self.n_frozen: self.n_grown])
 
     def check_stable(self, when: str) -> None:
         """Raise `CircuitDiverged` if a grown row of ``H`` is not finite or longer than `DIVERGED_ROW_NORM`.

@@ -192,6 +192,12 @@ def bad_runs(tmp_path_factory):
         cli_command("run", "permuted-digits", "--out", str(folder / "run.h5"), *TINY,
                     "--set", 'lateral.hebbian_rate=["20000 Hz","20000 Hz"]'),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=folder, env=cli_env()))
+    # more subspace neurons than the first layer has inputs: capped, with a warning (not an error)
+    folder = tmp_path_factory.mktemp("capped-sizes")
+    started["capped-sizes"] = (folder, subprocess.Popen(
+        cli_command("run", "permuted-digits", "--out", str(folder / "run.h5"), *TINY, "--tasks", "1",
+                    "--set", "lateral.first_task=[70,4]"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=folder, env=cli_env()))
     results = {}
     for case, (folder, proc) in started.items():
         stdout, stderr = proc.communicate(timeout=300)
@@ -245,3 +251,13 @@ def test_diverging_lateral_circuit_stops_the_run_with_a_clear_error(bad_runs):
         assert f.attrs["format"] == "hlopsim-run"
         assert not f.attrs["complete"]
         assert "checkpoint" not in f  # stopped inside task 0
+
+
+def test_warnings_are_one_line_and_the_run_goes_on(bad_runs):
+    code, _, stderr, folder = bad_runs["capped-sizes"]
+    assert code == 0, stderr
+    warned = [line for line in stderr.splitlines() if line.startswith("hlopsim: warning: ")]
+    assert len(warned) == 1 and "70 subspace neurons" in warned[0] and "capped at 64" in warned[0], stderr
+    assert "warnings.warn" not in stderr and "Traceback" not in stderr
+    with h5py.File(folder / "run.h5", "r") as f:
+        assert f.attrs["complete"]

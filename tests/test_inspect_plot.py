@@ -67,7 +67,7 @@ def _assert_one_error_line(result, path, *must_contain):
 
 
 def test_protocols_do_not_import_brian2():
-    code = ("import sys, protocols.analysis, protocols.inspect_cmd, protocols.plots, protocols.cli; "
+    code = ("import sys, protocols.analysis, protocols.inspect_cmd, protocols.compare_cmd, protocols.plots, protocols.cli; "
             "assert 'brian2' not in sys.modules, 'brian2 imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=cli_env(), timeout=60)
     assert proc.returncode == 0, proc.stderr
@@ -126,6 +126,16 @@ def test_inspect_json_agrees_with_the_file(runs, method):
     if method == "hlop":
         assert [(layer["layer"], [(t["grown"], t["frozen"]) for t in layer["tasks"]]) for layer in info["lateral"]] \
             == [("w_1", [(4, 4), (6, 6)]), ("w_2", [(4, 4), (6, 6)])]
+        # each task's frozen rows: ‖HHᵀ − I‖_F / √k, recomputed from the raw snapshots
+        with h5py.File(path, "r") as f:
+            for layer in info["lateral"]:
+                before = 0
+                for t in layer["tasks"]:
+                    H = f[f"lateral/{layer['layer']}/H_after_task_{t['task']}"][()]
+                    rows = H[before:t["frozen"]]
+                    expected = np.linalg.norm(rows @ rows.T - np.eye(len(rows))) / np.sqrt(len(rows))
+                    assert t["row_deviation"] == pytest.approx(expected, rel=1e-9, abs=1e-15)
+                    before = t["frozen"]
     else:
         assert info["lateral"] == []
 

@@ -162,3 +162,32 @@ def test_decorrelation_is_read_from_the_protocol():
     spec = lateral_spec(section)
     assert spec.decorrelate is True and spec.decorrelation_floor == 0.5
     assert lateral_spec(load_protocol("permuted-digits")["lateral"]).decorrelate is False
+
+
+def test_unsettled_rows_are_reported_when_the_task_ends(streams):
+    """A settled circuit ends its task with orthonormal rows and no warning; rows that end far from
+    orthonormal (as an oscillating circuit's do) give one `UnsettledCircuitWarning` naming the circuit,
+    the task and the setting to lower, and the run goes on (the rows still freeze)."""
+    import warnings
+
+    from protocols.methods import HLOP, UnsettledCircuitWarning
+    from sim.row_measures import UNSETTLED_ROW_DEVIATION, row_deviation
+
+    first, _ = streams
+    net = circuit_network(RANK, RANK)
+    circuit = net.lateral[0]
+    learn(net, circuit, 0, first, epochs=2)
+    assert circuit.task_row_deviation() == pytest.approx(row_deviation(circuit.grown_H)) and \
+        circuit.task_row_deviation() < 0.1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        HLOP().end_task(net, 0)
+    assert not [w for w in caught if issubclass(w.category, UnsettledCircuitWarning)]
+
+    circuit.grow(1)
+    rows = slice(circuit.n_frozen, circuit.n_grown)
+    circuit.H[rows] *= 1.3                  # the learned rows after an overshoot: 0.69 per row from orthonormal
+    assert row_deviation(circuit.H[rows]) > UNSETTLED_ROW_DEVIATION
+    with pytest.warns(UnsettledCircuitWarning, match=r"'lateral_w_1', task 1: .*0\.69 per row.*lateral\.hebbian_rate"):
+        HLOP().end_task(net, 1)
+    assert circuit.n_frozen == 2 * RANK
