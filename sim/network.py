@@ -20,7 +20,7 @@ from brian2 import Network, NetworkOperation, NeuronGroup, SpikeGeneratorGroup, 
 from data.encoders import SpikeTrains
 from models.lateral import LateralSpec
 from models.network import NetworkSpec
-from sim.blocks import block_diagonal_indices
+from sim.blocks import block_diagonal_indices_by_pre
 from sim.kernels import segment_spikes
 from sim.lateral import GradedLateralCircuit
 
@@ -137,11 +137,15 @@ class SimNetwork:
             n_pre, n_post = sizes[layer], sizes[layer + 1]
             syn = Synapses(self.groups[layer], self.groups[layer + 1], "w : volt", on_pre="v_post += w",
                            dt=spec.dt, name=name)
-            pre, post = block_diagonal_indices(batch, n_pre, n_post)
+            # (copy, pre, post) order: a spike's synapses are contiguous in memory. Propagating the input
+            # spikes, the largest part of a run, took 1.2–1.3 s instead of 1.9–2.6 s in (copy, post, pre)
+            # order (Brian2 profile, 2 tasks × 1 + 1 epochs), with bit-identical results
+            pre, post = block_diagonal_indices_by_pre(batch, n_pre, n_post)
             syn.connect(i=pre, j=post)
             self.synapses.append(syn)
             self.weights.append(rng.normal(0.0, spec.init_gain / np.sqrt(n_pre), size=(n_post, n_pre)))
-            self._weight_views.append(syn.variables["w"].get_value().reshape(batch, n_post, n_pre))
+            # a (batch, n_post, n_pre) view of the synaptic weights, whatever their order in memory
+            self._weight_views.append(syn.variables["w"].get_value().reshape(batch, n_pre, n_post).transpose(0, 2, 1))
         self._spike_cost = float(model.spike_cost / volt)
         self.push_weights()
 

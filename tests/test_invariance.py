@@ -96,10 +96,17 @@ def build(record_spikes=True, with_lateral=False, batch_size=16, seed=3):
 
 
 def brian2_weights(net, layer):
-    """The weights straight from the Brian2 Synapses object, shape (batch, n_post, n_pre), volt."""
+    """The weights straight from the Brian2 Synapses object, shape (batch, n_post, n_pre), volt,
+    placed by each synapse's own pre- and postsynaptic index (no assumption on their order)."""
     batch = net.spec.batch_size
     n_pre, n_post = net.spec.layer_sizes[layer], net.spec.layer_sizes[layer + 1]
-    return np.asarray(net.synapses[layer].w_[:]).reshape(batch, n_post, n_pre)
+    syn = net.synapses[layer]
+    i, j = np.asarray(syn.i[:]), np.asarray(syn.j[:])
+    assert np.array_equal(i // n_pre, j // n_post)  # block-diagonal: synapses stay within their copy
+    out = np.full((batch, n_post, n_pre), np.nan)
+    out[j // n_post, j % n_post, i % n_pre] = np.asarray(syn.w_[:])
+    assert not np.isnan(out).any()                   # every (copy, post, pre) pair has its synapse
+    return out
 
 
 @pytest.mark.parametrize("with_lateral", [False, True], ids=["plain", "lateral-circuits-learning"])
