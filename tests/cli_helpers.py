@@ -1,4 +1,5 @@
 """Running the real `hlopsim` CLI in a subprocess from tests (no mocks)."""
+import importlib.util
 import os
 import subprocess
 import sys
@@ -38,3 +39,11 @@ def tiny_runs(base: Path) -> Path:
         assert proc.returncode == 0, proc.stderr
         (out / "written").touch()
     return out
+
+
+def load_benchmark(name: str):
+    """The script ``benchmarks/<name>.py`` imported as a module (the folder is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", PROJECT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,7 +1,6 @@
 """`benchmarks/forgetting_sources.py` on a real (tiny) run file: its replay reproduces the recorded
 accuracies, its exact rows are never worse than the circuit's on the task they were fitted to, and
 its capacity counts agree with the singular values they come from."""
-import importlib.util
 import re
 import subprocess
 import sys
@@ -10,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from cli_helpers import PROJECT, TINY, cli_command, cli_env
+from cli_helpers import PROJECT, TINY, cli_command, cli_env, load_benchmark
 
 # the shared tiny protocol, with one consolidation epoch so that the circuit learns something
 TINY_CONSOLIDATED = [*TINY, "--set", "lateral.consolidation_epochs=1"]
@@ -47,20 +46,13 @@ def test_exact_rows_hold_at_least_the_circuits_energy_of_their_own_task(diagnose
         assert 0.0 <= float(exact) <= float(circuit) + 1e-4 <= 1.0001
 
 
-def _module():
-    spec = importlib.util.spec_from_file_location("forgetting_sources", PROJECT / "benchmarks" / "forgetting_sources.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_directions_needed_counts_singular_value_energy():
     rng = np.random.default_rng(0)
     u, _ = np.linalg.qr(rng.normal(size=(50, 4)))
     v, _ = np.linalg.qr(rng.normal(size=(12, 4)))
     energy = np.array([0.5, 0.3, 0.15, 0.05])               # cumulative 0.5, 0.8, 0.95, 1.0
     A = u @ np.diag(np.sqrt(energy)) @ v.T
-    assert _module().directions_needed(A) == [3, 3, 4, 4]   # for 90, 95, 97, 99 %
+    assert load_benchmark("forgetting_sources").directions_needed(A) == [3, 3, 4, 4]   # for 90, 95, 97, 99 %
 
 
 def test_capacity_table_lists_every_task_and_layer(diagnosed):

@@ -1,5 +1,4 @@
 """`benchmarks/lateral.py` runs end to end and measures what it says (numpy target, tiny sizes)."""
-import importlib.util
 import re
 import subprocess
 import sys
@@ -8,16 +7,9 @@ from types import SimpleNamespace
 import numpy as np
 from brian2 import EventMonitor, SpikeMonitor, Synapses
 
-from cli_helpers import PROJECT, cli_env
+from cli_helpers import PROJECT, cli_env, load_benchmark
 
 TINY = dict(active=8, silent=8, neurons=4, copies=2, rate=200.0, rate_scale=200.0, eta=1.0, seconds=0.2)
-
-
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("lateral_benchmark", PROJECT / "benchmarks" / "lateral.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_benchmark_prints_its_table_with_both_targets():
@@ -41,7 +33,7 @@ def test_benchmark_prints_its_table_with_both_targets():
 def test_counts_and_sizes_are_what_the_events_are_computed_from():
     """Relay spikes computed from the input arrays equal a monitor's count; the reference has the same
     neurons and synapse counts as the circuit."""
-    bench = load_benchmark()
+    bench = load_benchmark("lateral")
     args = SimpleNamespace(**TINY)
     base = bench.circuit_variant("base", args, args.silent, args.rate)
     relay = base.circuit.x
