@@ -200,7 +200,16 @@ class SharedSubspaceWeights:
         self._feedback_view[:] = self.H[None]
 
     def _merge_copies(self) -> None:
-        """Sum the learning copies' drift into the shared ``H`` and set every copy to it."""
-        reduce_shared_weights(self._forward_view[: self.copies], self.H, self._plastic)
-        self._forward_view[self.copies:] = self.H[None]
-        self._feedback_view[:] = self.H[None]
+        """Sum the learning copies' drift into the shared ``H`` and set every copy to it.
+
+        Only the plastic rows (the current task's neurons, a contiguous block) are read and written:
+        the plasticity of every other row is gated off, so its copies still equal ``H`` (frozen rows
+        and rows not grown yet make up most of a circuit after the first tasks).
+        """
+        plastic = np.flatnonzero(self._plastic)
+        if not len(plastic):
+            return
+        rows = slice(int(plastic[0]), int(plastic[-1]) + 1)
+        reduce_shared_weights(self._forward_view[: self.copies, rows], self.H[rows], self._plastic[rows])
+        self._forward_view[self.copies:, rows] = self.H[rows]
+        self._feedback_view[:, rows] = self.H[rows]
