@@ -10,18 +10,32 @@ and the same learning rule, with a warm code cache (every variant first runs onc
 
 Prints samples/s of each and the ratios; exit code 0. Usage::
 
-    python benchmarks/throughput.py [--samples N] [--naive-samples N] [--target cython|numpy]
+    python benchmarks/throughput.py [--samples N] [--naive-samples N] [--target cython|numpy] [--set K=V]
+                                    [--profile]
 """
 from __future__ import annotations
 
 import argparse
 import gc
 import time
+from collections import Counter
 
 import numpy as np
 
 
-def batched_rate(method_name: str, config: dict, x: np.ndarray, y: np.ndarray, repeats: int) -> float:
+def profiled(network, totals: Counter):
+    """``network.run`` with Brian2's per-object profiling on, adding each run's times (s) to ``totals``."""
+    run = network.run
+
+    def run_profiled(*args, **kwargs):
+        run(*args, profile=True, **kwargs)
+        for name, seconds in network.profiling_info:
+            totals[name] += float(seconds)
+    return run_profiled
+
+
+def batched_rate(method_name: str, config: dict, x: np.ndarray, y: np.ndarray, repeats: int,
+                 profile: Counter | None = None) -> float:
     from brian2 import Hz, second
     from data import poisson_encode
     from models.from_config import lateral_spec, network_spec
@@ -52,6 +66,8 @@ def batched_rate(method_name: str, config: dict, x: np.ndarray, y: np.ndarray, r
 
     rate_hz, dt_s = float(spec.input_max_rate / Hz), float(spec.dt / second)
     net.present(poisson_encode(x, rate_hz, dt_s, spec.n_steps, rng), on_batch=on_batch)  # warm-up
+    if profile is not None:  # the timed epochs' time per Brian2 object (profiling slows them a little)
+        net.net.run = profiled(net.net, profile)
     best = 0.0
     for _ in range(repeats):
         spikes = poisson_encode(x, rate_hz, dt_s, spec.n_steps, rng)
@@ -81,15 +97,15 @@ def naive_rate(config: dict, x: np.ndarray, y: np.ndarray) -> float:
     synapses, weights = [], []
     for i in range(len(sizes) - 1):
         syn = Synapses(groups[i], groups[i + 1], "w : volt", on_pre="v_post += w", dt=spec.dt, name=f"naive_w_{i + 1}")
-        pre, post = np.meshgrid(np.arange(sizes[i]), np.arange(sizes[i + 1]))  # (post, pre) order
-        syn.connect(i=pre.ravel(), j=post.ravel())
+        # (pre, post) order, as Brian2's all-to-all connect() makes them; weights are written as Wᵀ
+        syn.connect(i=np.repeat(np.arange(sizes[i]), sizes[i + 1]), j=np.tile(np.arange(sizes[i + 1]), sizes[i]))
         synapses.append(syn)
         weights.append(rng.normal(0, spec.init_gain / np.sqrt(sizes[i]), (sizes[i + 1], sizes[i])))
     monitors = [SpikeMonitor(g, record=False, name=f"naive_count_{g.name}") for g in groups]
     net = Network(*groups, *synapses, *monitors, name="naive_network")
     cost = float(model.spike_cost / volt)
     for syn, w in zip(synapses, weights):
-        syn.w_[:] = (w * cost).ravel()
+        syn.w_[:] = (w * cost).T.ravel()
     spikes = poisson_encode(x, float(spec.input_max_rate / Hz), float(spec.dt / second), spec.n_steps, rng)
     learn = config["learning"]
     valid = np.ones(1, dtype=bool)
@@ -109,7 +125,7 @@ def naive_rate(config: dict, x: np.ndarray, y: np.ndarray) -> float:
         deltas, _ = credit(weights, rates, y[s:s + 1], valid, learn["logit_scale"])
         apply_update(weights, deltas, rates, no_projection, learn["lr"])
         for syn, w in zip(synapses, weights):
-            syn.w_[:] = (w * cost).ravel()
+            syn.w_[:] = (w * cost).T.ravel()
 
     last = [np.zeros(g.N, dtype=np.int64) for g in groups]
     one_sample(0, last)  # warm-up and compilation
@@ -132,6 +148,8 @@ def main() -> None:
     parser.add_argument("--target", default="cython", choices=["cython", "numpy"])
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a permuted-digits setting, as in `hlopsim run`")
+    parser.add_argument("--profile", action="store_true",
+                        help="also print Brian2's time per object over hlop's timed epochs")
     args = parser.parse_args()
 
     from data import load_digits
@@ -142,13 +160,21 @@ def main() -> None:
     config = apply_overrides(load_protocol("permuted-digits"), args.set)
     digits = load_digits()
     x, y = digits.x_train[: args.samples], digits.y_train[: args.samples]
-    rates = {m: batched_rate(m, config, x, y, args.repeats) for m in ("hlop", "finetune")}
+    profile = Counter() if args.profile else None
+    rates = {m: batched_rate(m, config, x, y, args.repeats, profile if m == "hlop" else None)
+             for m in ("hlop", "finetune")}
     rates["naive"] = naive_rate(config, x[: args.naive_samples], y[: args.naive_samples])
     print(f"network {config['network']['hidden']} hidden, batch {config['network']['batch_size']}, "
           f"target {args.target}")
     print(f"{'variant':10s} {'train samples/s':>16s} {'× naive':>8s}")
     for name, rate in rates.items():
         print(f"{name:10s} {rate:16.0f} {rate / rates['naive']:8.1f}")
+    if profile:
+        total = sum(profile.values())
+        print(f"\nhlop, Brian2 time per object over {args.repeats} timed epochs ({total:.2f} s in all; "
+              "profiling on, so the epochs above ran slower)")
+        for name, seconds in profile.most_common(12):
+            print(f"  {name:45s} {seconds:7.3f} s {100 * seconds / total:5.1f} %")
 
 
 if __name__ == "__main__":

@@ -138,8 +138,8 @@ class SimNetwork:
             syn = Synapses(self.groups[layer], self.groups[layer + 1], "w : volt", on_pre="v_post += w",
                            dt=spec.dt, name=name)
             # (copy, pre, post) order: a spike's synapses are contiguous in memory. Propagating the input
-            # spikes, the largest part of a run, took 1.2–1.3 s instead of 1.9–2.6 s in (copy, post, pre)
-            # order (Brian2 profile, 2 tasks × 1 + 1 epochs), with bit-identical results
+            # spikes, the largest part of a run, takes 0.75 s instead of 1.15 s in (copy, post, pre) order
+            # (`benchmarks/throughput.py --profile`), with bit-identical results (README)
             pre, post = block_diagonal_indices_by_pre(batch, n_pre, n_post)
             syn.connect(i=pre, j=post)
             self.synapses.append(syn)
