@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from protocols.analysis import RunFile
-from protocols.inspect_cmd import _jsonable
+from protocols.inspect_cmd import jsonable
 
 __all__ = ["compare", "compare_command", "format_text"]
 
@@ -190,7 +190,7 @@ def compare_command(paths, as_json: bool = False) -> int:
     """
     result = compare(paths)
     if as_json:
-        print(json.dumps(_jsonable(result), indent=1, allow_nan=False))
+        print(json.dumps(jsonable(result), indent=1, allow_nan=False))
     else:
         print(format_text(result))
     return 0

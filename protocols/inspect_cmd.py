@@ -13,7 +13,7 @@ import numpy as np
 from protocols.analysis import RunFile
 from sim.row_measures import UNSETTLED_ROW_DEVIATION
 
-__all__ = ["collect", "format_text", "inspect_command"]
+__all__ = ["collect", "format_text", "inspect_command", "jsonable"]
 
 # Settings shown in the one-line configuration summary (all are in the JSON's full "config").
 SUMMARY_KEYS = (
@@ -30,14 +30,14 @@ def _finite_or_none(value):
     return value if math.isfinite(value) else None
 
 
-def _jsonable(value):
+def jsonable(value):
     """``value`` with numpy scalars and arrays made plain and non-finite floats made None."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
+        return jsonable(value.tolist())
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -294,7 +294,7 @@ def inspect_command(path, as_json: bool = False) -> int:
         except OSError as err:  # a damaged chunk met while reading
             raise run.error(f"cannot be read (truncated or damaged?): {' '.join(str(err).split())}") from None
     if as_json:
-        print(json.dumps(_jsonable(info), indent=1, allow_nan=False))
+        print(json.dumps(jsonable(info), indent=1, allow_nan=False))
     else:
         print(format_text(info))
     return 0

@@ -71,7 +71,7 @@ class Trace:
     spikes: int | None = None                  # spiking: ON + OFF spikes of all subspace units, all copies
     runs: int = 0                              # Brian2 runs (present calls) the run took
     run_overhead: float = float("nan")         # wall s of one run of no samples (Brian2's fixed cost per run)
-    projection_error: float = float("nan")     # neural projection vs closed form during task 1 (sweep)
+    projection_error: float = float("nan")     # neural projection vs closed form during task 1 (Brian2 circuits)
     setting: dict | None = None                # sweep point: {"rate_scale": "150 Hz", "presentation": "40 ms"}
 
     @property
