@@ -139,8 +139,8 @@ class GradedLateralCircuit(SharedSubspaceWeights):
             self.feedback.summed_updaters["xhat_old_post"].order = 1
         self.decorrelate = decorrelate
         decorrelation = self._build_decorrelation(name, spec) if decorrelate else []
-        self._forward_view = self.forward.variables["H"].get_value().reshape(c, k, n)
-        self._feedback_view = self.feedback.variables["H"].get_value().reshape(c, k, n)
+        # (forward, feedback): the forward weights learn, the feedback weights are set to the merged H.
+        self._weight_views = tuple(syn.variables["H"].get_value().reshape(c, k, n) for syn in (self.forward, self.feedback))
         self._plastic = np.zeros(k, dtype=bool)
         self._open_after = float((open_after - dt / 2) / second)
         self._t_start = 0.0

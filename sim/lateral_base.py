@@ -1,11 +1,11 @@
 """What every lateral circuit shares: the shared weights ``H``, growth, freezing, restoring, and the
 readout of the neural projection.
 
-A circuit keeps one shared ``H`` (K_max × n, dimensionless) and writes it into its simulated copies
-(forward and feedback synapses, both laid out (copy, subspace neuron, input)). Subclasses build the
+A circuit keeps one shared ``H`` (K_max × n, dimensionless) and writes it into its simulated copies:
+the weight arrays of its synapses, each laid out (copy, subspace neuron, input) — the graded circuit has
+forward and feedback synapses, the spiking circuit one set of reciprocal synapses. Subclasses build the
 Brian2 objects and set ``H``, ``_plastic``, ``y`` (with a ``plastic`` variable, and a ``frozen``
-variable in neural-projection mode), ``objects``, ``_forward_view``, ``_feedback_view`` and
-``_residual_now``.
+variable in neural-projection mode), ``objects``, ``_weight_views`` and ``_residual_now``.
 
 Copies. The circuit is simulated in ``simulated`` copies of the network (the first ones) and learns in
 the first ``copies`` of them (``lateral.copies``): only these have ``plastic = 1`` on the current task's
@@ -182,9 +182,8 @@ class SharedSubspaceWeights:
             obj.active = on
 
     def copies_agree(self) -> bool:
-        """True when forward and feedback weights of every copy equal the shared H."""
-        return bool(np.array_equal(self._forward_view, np.broadcast_to(self.H, self._forward_view.shape))
-                    and np.array_equal(self._feedback_view, self._forward_view))
+        """True when every weight array (forward and feedback, if separate) of every copy equals the shared H."""
+        return all(np.array_equal(view, np.broadcast_to(self.H, view.shape)) for view in self._weight_views)
 
     def _write_flags(self) -> None:
         """``plastic`` on the current task's neurons in the learning copies; ``frozen`` in every copy."""
@@ -196,20 +195,24 @@ class SharedSubspaceWeights:
             self.y.frozen = np.tile(frozen, self.simulated)
 
     def _write_copies(self) -> None:
-        self._forward_view[:] = self.H[None]
-        self._feedback_view[:] = self.H[None]
+        for view in self._weight_views:
+            view[:] = self.H[None]
 
-    def _merge_copies(self) -> None:
+    def _merge_copies(self, columns: slice = slice(None)) -> None:
         """Sum the learning copies' drift into the shared ``H`` and set every copy to it.
 
         Only the plastic rows (the current task's neurons, a contiguous block) are read and written:
         the plasticity of every other row is gated off, so its copies still equal ``H`` (frozen rows
-        and rows not grown yet make up most of a circuit after the first tasks).
+        and rows not grown yet make up most of a circuit after the first tasks). ``columns`` limits the
+        merge further to the inputs whose weights may have changed since the last merge (the caller
+        knows which; see `sim.spiking_lateral.SpikingLateralCircuit._live_columns`).
         """
         plastic = np.flatnonzero(self._plastic)
         if not len(plastic):
             return
         rows = slice(int(plastic[0]), int(plastic[-1]) + 1)
-        reduce_shared_weights(self._forward_view[: self.copies, rows], self.H[rows], self._plastic[rows])
-        self._forward_view[self.copies:, rows] = self.H[rows]
-        self._feedback_view[:, rows] = self.H[rows]
+        learning, *mirrors = self._weight_views     # the first array learns; any other holds the same values
+        reduce_shared_weights(learning[: self.copies, rows, columns], self.H[rows, columns], self._plastic[rows])
+        learning[self.copies:, rows, columns] = self.H[rows, columns]
+        for view in mirrors:
+            view[:, rows, columns] = self.H[rows, columns]

@@ -31,16 +31,21 @@ with the neural projection), network clock:
 - ``<name>_y`` (C·K ON/OFF pairs): the two membranes, ``plastic`` (per neuron), spike counters. Each
   spike raises ``on_spike`` (``off_spike``); while the neuron learns (``plastic`` and inside the
   window) it also raises ``learning_on_spike`` (``learning_off_spike``), which alone runs the
-  plasticity pathways, so frozen neurons and spikes outside the window cost 2n synaptic events, not 4n.
+  plasticity pathways, so frozen neurons and spikes outside the window cost 2n synaptic events, not 3n.
 
 Synapses:
 
 - ``<name>_drive``: presynaptic neuron → its relay unit (one-to-one, event-driven).
-- ``<name>_forward``: relay ``x_j`` → pair ``i`` with weight ``H_ij``: on a relay spike
-  ``v_on += gain·H_ij`` and ``v_off −= gain·H_ij``; on an ON (OFF) spike of pair ``i``
-  ``H_ij += (−=) η' r_j`` with ``η' = η / rate_scale``, so the expected drift is ``η y_i r_j``.
-- ``<name>_feedback``: pair ``i`` → relay ``x_j`` with weight ``H_ij``, entering as ``−Hᵀy`` through
-  ``xhat_trace``; the same spike makes the same update ``H_ij += (−=) η' r_j``.
+- ``<name>_synapses``: reciprocal synapses between relay ``x_j`` and pair ``i``, one per pair of
+  neurons, holding ``H_ij`` for both directions (a single copy of ``H``, so the two directions cannot
+  disagree). Forward, on a relay spike: ``v_on += gain·H_ij`` and ``v_off −= gain·H_ij``. Feedback, on
+  an ON (OFF) spike of pair ``i``: ``H_ij`` enters ``xhat_trace_j`` with sign ``+`` (``−``), i.e.
+  ``−Hᵀy`` in the residual. Plasticity, on a learning ON (OFF) spike of pair ``i``:
+  ``H_ij += (−=) η' r_j`` with ``η' = η / rate_scale``, so the expected drift is ``η y_i r_j``. The
+  feedback and the plasticity are Brian2 postsynaptic pathways (``on_post``) of the same synapses;
+  their code writes the relay's variables. Separate forward and feedback ``Synapses`` would hold two
+  copies of ``H`` and make every update twice; one set halves the plasticity's synaptic events and the
+  weights' memory.
 
 The plasticity is gated by ``plastic`` (frozen neurons change by exactly zero) and by the plasticity
 window (the last ``lateral.window`` of each presentation).
@@ -57,13 +62,12 @@ Then what a spike reads in ``xhat_trace`` (its own spikes and everyone else's) m
 ``x_trace`` through the same integrated drive, and the Hebbian and anti-Hebbian terms balance exactly at
 ``HHᵀ = I``. Read before (after) the step's own spike, ``r`` is off by half a spike, which for units firing a
 few spikes per presentation unbalances the two terms by 15–25 % at the PCA fixed point (measured; with
-the midpoint rule < 1 %). Both weight
-copies read the same ``r`` and make the same update from the same spike, so they stay bit-identical
-between merges (``check_copies``).
+the midpoint rule < 1 %).
 
 Weight sharing across copies: every copy changes its own synapses; every ``lateral.dt`` inside the
 plasticity window, and at the end of every presentation, the changes are summed into the shared ``H``
-(`sim.kernels.reduce_shared_weights`) and all copies, forward and feedback, are set to it. Because the
+(`sim.kernels.reduce_shared_weights`) and all copies are set to it (only the inputs whose weights can
+have changed: `SpikingLateralCircuit._live_columns`). Because the
 traces integrate the presentation, the copies' merged change reaches the feedback with a delay; the
 circuit is stable for roughly ``η · window · copies · λ_max(E[x xᵀ]) < 1.5`` (unstable above ~2,
 measured), a smaller ``η`` than the graded circuit tolerates.
@@ -92,7 +96,6 @@ from brian2.utils.stringtools import word_substitute
 
 from models.lateral import LateralSpec
 from sim.blocks import block_diagonal_indices, one_to_one_indices
-from sim.lateral import _copy_neuron_input_order
 from sim.lateral_base import SharedSubspaceWeights, simulated_copies
 
 
@@ -139,9 +142,6 @@ class SpikingLateralCircuit(SharedSubspaceWeights):
         The shared weights, dimensionless; rows of neurons not yet grown are zero.
     n_frozen, n_grown : int
         Frozen neurons (the first ``n_frozen`` rows) and neurons grown so far.
-    check_copies : bool
-        When True, every sync first compares the forward and feedback weight copies bit for bit and
-        counts the comparisons (``copy_checks``) and the mismatches (``copy_mismatches``).
 
     Raises
     ------
@@ -158,9 +158,6 @@ class SpikingLateralCircuit(SharedSubspaceWeights):
         self._init_shared(name, n_inputs, sizes_per_task, spec.copies, rng,
                           simulated=simulated_copies(spec, pre_group, n_inputs), neural_projection=neural)
         n, k, c = n_inputs, self.k_max, self.simulated
-        self.check_copies = False
-        self.copy_checks = 0
-        self.copy_mismatches = 0
 
         check_spiking_settings(spec, presentation, dt)
         spikes_per_step = float(spec.rate_scale * dt)  # spikes per step of a unit at |y| = 1
@@ -223,53 +220,43 @@ class SpikingLateralCircuit(SharedSubspaceWeights):
                               dt=dt, name=f"{name}_drive", namespace={"x_unit": 1.0 / n_steps})
         self.drive.connect(i=one_to_one_indices(c, n)[0], j=one_to_one_indices(c, n)[1])
         v_on, v_off = self._on["v"], self._off["v"]
-        # Runs on learning spikes only (the gate is in the event's condition), so no gate factor here.
-        learn = "H {op}= eta_spike * (x_trace_{x} - xhat_trace_{x})"
-        self.forward = Synapses(
+        # One synapse per (relay j, pair i) in each copy carries H_ij both ways (see the module docstring).
+        # The learning pathways run on learning spikes only (the gate is in the event's condition).
+        learn = "H {op}= eta_spike * (x_trace_pre - xhat_trace_pre)"
+        feedback_half = "xhat_trace_pre {op}= c_half * H"
+        feedback_old = "\nxhat_old_pre {op}= frozen_post * c_full * H" if neural else ""
+        self.synapses = Synapses(
             self.x, self.y, model="H : 1",
             on_pre=f"{v_on}_post += gain * H\n{v_off}_post -= gain * H",
-            on_post={"learn_on": learn.format(op="+", x="pre"),
-                     "learn_off": learn.format(op="-", x="pre")},
-            on_event={"learn_on": "learning_on_spike", "learn_off": "learning_off_spike"},
-            dt=dt, name=f"{name}_forward",
-            namespace={"gain": model.spike_cost * spikes_per_step, "eta_spike": float(hebbian_rate / spec.rate_scale),
-                       "open_after": open_after})
-        feedback_half = "xhat_trace_post {op}= c_half * H"
-        feedback_old = "\nxhat_old_post {op}= frozen_pre * c_full * H" if neural else ""
-        self.feedback = Synapses(
-            self.y, self.x, model="H : 1",
-            on_pre={"fb_on_1": (feedback_half + feedback_old).format(op="+"),
-                    "fb_off_1": (feedback_half + feedback_old).format(op="-"),
-                    "learn_on": learn.format(op="+", x="post"),
-                    "learn_off": learn.format(op="-", x="post"),
-                    "fb_on_2": feedback_half.format(op="+"), "fb_off_2": feedback_half.format(op="-")},
+            on_post={"fb_on_1": (feedback_half + feedback_old).format(op="+"),
+                     "fb_off_1": (feedback_half + feedback_old).format(op="-"),
+                     "learn_on": learn.format(op="+"), "learn_off": learn.format(op="-"),
+                     "fb_on_2": feedback_half.format(op="+"), "fb_off_2": feedback_half.format(op="-")},
             on_event={"fb_on_1": "on_spike", "fb_off_1": "off_spike", "learn_on": "learning_on_spike",
                       "learn_off": "learning_off_spike", "fb_on_2": "on_spike", "fb_off_2": "off_spike"},
-            dt=dt, name=f"{name}_feedback",
-            namespace={"c_half": 0.5 / (spikes_per_step * n_steps), "c_full": 1.0 / (spikes_per_step * n_steps),
-                       "eta_spike": float(hebbian_rate / spec.rate_scale), "open_after": open_after})
-        # Both weight arrays are laid out (copy, subspace neuron, input): reshape → (C, K, n).
+            dt=dt, name=f"{name}_synapses",
+            namespace={"gain": model.spike_cost * spikes_per_step, "eta_spike": float(hebbian_rate / spec.rate_scale),
+                       "c_half": 0.5 / (spikes_per_step * n_steps), "c_full": 1.0 / (spikes_per_step * n_steps)})
+        # Laid out (copy, subspace neuron, input): the weights reshape → (C, K, n).
         pre, post = block_diagonal_indices(c, n, k)
-        self.forward.connect(i=pre, j=post)
-        y_idx, x_idx = _copy_neuron_input_order(c, k, n)
-        self.feedback.connect(i=y_idx, j=x_idx)
-        # Midpoint rule: first halves of the feedback, then every learning pathway, then second halves.
+        self.synapses.connect(i=pre, j=post)
+        # Midpoint rule: first halves of the feedback, then the learning, then second halves.
         self.drive.pre.order = 0
-        self.forward.pre.when = "before_thresholds"
-        self.forward.pre.order = 0
-        self.feedback.fb_on_1.order = self.feedback.fb_off_1.order = 1
-        self.forward.learn_on.order = self.forward.learn_off.order = 2
-        self.feedback.learn_on.order = self.feedback.learn_off.order = 2
-        self.feedback.fb_on_2.order = self.feedback.fb_off_2.order = 3
-        self._forward_view = self.forward.variables["H"].get_value().reshape(c, k, n)
-        self._feedback_view = self.feedback.variables["H"].get_value().reshape(c, k, n)
+        self.synapses.pre.when = "before_thresholds"
+        self.synapses.pre.order = 0
+        self.synapses.fb_on_1.order = self.synapses.fb_off_1.order = 1
+        self.synapses.learn_on.order = self.synapses.learn_off.order = 2
+        self.synapses.fb_on_2.order = self.synapses.fb_off_2.order = 3
+        self._weight_views = (self.synapses.variables["H"].get_value().reshape(c, k, n),)
         self._plastic = np.zeros(k, dtype=bool)
+        self._x_trace_view = self.x.variables["x_trace"].get_value()
+        self._xhat_trace_view = self.x.variables["xhat_trace"].get_value()
         # Merges the copies' changes at the end of a network step; it decides in Python whether it is due,
         # from the integer time step of its clock (a live view; Quantity arithmetic would cost ~30 µs).
         self.sync = NetworkOperation(self._sync_step, dt=dt, when="end", name=f"{name}_sync")
         self._timestep = self.sync.clock.variables["timestep"].get_value()
         self._start_step = 0
-        self.objects = [self.x, self.y, self.drive, self.forward, self.feedback, self.sync]
+        self.objects = [self.x, self.y, self.drive, self.synapses, self.sync]
         self._reset_state()
         self._write_copies()
 
@@ -313,10 +300,29 @@ class SpikingLateralCircuit(SharedSubspaceWeights):
         done = step - self._first_plastic_step + 1
         if done <= 0 or (done % self._sync_steps and step != self.n_steps - 1):
             return
-        if self.check_copies:
-            self.copy_checks += 1
-            self.copy_mismatches += not np.array_equal(self._forward_view, self._feedback_view)
-        self._merge_copies()
+        columns = self._live_columns()
+        if columns is not None:
+            self._merge_copies(columns)
+
+    def _live_columns(self) -> slice | None:
+        """The inputs whose weights may have changed since the last merge, as one column range.
+
+        A learning spike changes ``H_ij`` by ``η' (x_trace_j − xhat_trace_j)``. Both traces start the
+        presentation at zero; ``x_trace_j`` stays zero until input ``j`` spikes (in that copy) and
+        ``xhat_trace_j`` while every grown row's weight from ``j`` is zero. An input that has not spiked
+        in this presentation in any learning copy, whose traces are zero and whose column of ``H`` is
+        zero therefore had every update exactly ``0`` — its weights equal ``H`` in every copy — and the
+        merge can skip it bit for bit. Silent inputs at Oja's fixed point (a zero column) then cost the
+        merges nothing. Returns None if no input is live.
+        """
+        n = self.n_inputs
+        x_trace = self._x_trace_view[: self.copies * n].reshape(self.copies, n)
+        xhat_trace = self._xhat_trace_view[: self.copies * n].reshape(self.copies, n)
+        live = (x_trace != 0).any(axis=0) | (xhat_trace != 0).any(axis=0) | (self.H[: self.n_grown] != 0).any(axis=0)
+        index = np.flatnonzero(live)
+        if not len(index):
+            return None
+        return slice(int(index[0]), int(index[-1]) + 1)
 
     def _residual_now(self):
         """``x_sum − xhat_old``: every presynaptic spike of the presentation minus the frozen feedback."""

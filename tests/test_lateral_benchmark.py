@@ -47,15 +47,34 @@ def test_counts_and_sizes_are_what_the_events_are_computed_from():
     in_window = (steps % round(bench.PRESENTATION_MS / bench.DT_MS)) >= round((bench.PRESENTATION_MS - bench.WINDOW_MS) / bench.DT_MS)
     assert base.spikes[2] == len(steps) > 0
     assert base.spikes[3] == int(np.sum(in_window)) > 0 and base.spikes[3] < base.spikes[2]
-    assert base.events == base.spikes[0] + 4 * base.spikes[1] + 2 * 16 * (base.spikes[2] + base.spikes[3])
+    assert base.events == base.spikes[0] + 4 * base.spikes[1] + 2 * 16 * base.spikes[2] + 16 * base.spikes[3]
 
     reference = bench.reference_variant(args)
     reference.run()
     n, k, c = args.active + args.silent, args.neurons, args.copies
-    for net in (base.net, reference.net):
-        sizes = sorted(len(obj) for obj in net.objects if isinstance(obj, Synapses))
-        assert sizes == [c * n, c * k * n, c * k * n]
+    # The circuit's reciprocal synapses carry both directions; the reference has one object per direction.
+    sizes = {net.name: sorted(len(obj) for obj in net.objects if isinstance(obj, Synapses))
+             for net in (base.net, reference.net)}
+    assert sizes == {base.net.name: [c * n, c * k * n], reference.net.name: [c * n, c * k * n, c * k * n]}
     groups = {obj.name: obj.N for obj in reference.net.objects if hasattr(obj, "N") and not isinstance(obj, Synapses)}
     assert groups["ref_relay"] == relay.N == c * n and groups["ref_neurons"] == base.circuit.y.N == c * k
     assert reference.spikes[0] == base.spikes[0]
     assert reference.events == reference.spikes[0] + k * reference.spikes[1] + n * reference.spikes[2]
+
+
+def test_silent_inputs_with_zero_weights_change_nothing_and_are_left_out_of_the_merges():
+    """The circuit with 8 silent inputs (zero weights) learns bit for bit what the circuit without them
+    learns from the same spikes; the silent inputs' weights stay exactly zero in every copy, and the
+    merges leave them out (the live columns are the active inputs)."""
+    bench = load_benchmark("lateral")
+    args = SimpleNamespace(**TINY)
+    with_silent = bench.circuit_variant("base", args, args.silent, args.rate)
+    without = bench.circuit_variant("no silent", args, 0, args.rate)
+    for variant in with_silent, without:
+        variant.run()
+    a, b = with_silent.circuit, without.circuit
+    assert not np.array_equal(b.H, bench.input_rates(args)[1])  # it learned
+    assert np.array_equal(a.H[:, : args.active], b.H)
+    assert not a.H[:, args.active:].any()
+    assert a.copies_agree()
+    assert a._live_columns() == slice(0, args.active)
