@@ -165,6 +165,20 @@ def test_bad_spiking_settings_are_value_errors():
         circuit_network(rate_scale=1e6 * Hz)  # 1 ms steps: a unit at |y| = 1 would fire 1000× per step
 
 
+def test_malformed_subspace_neuron_equations_are_value_errors():
+    """A user's subspace-neuron model is checked when it is made, before any Brian2 object exists."""
+    from dataclasses import replace
+    from models.subspace_neurons import integrate_and_fire
+
+    model = integrate_and_fire()
+    with pytest.raises(ValueError, match=r"malformed equations 'dv/dt = -v / tau_m volt'"):
+        replace(model, equations="dv/dt = -v / tau_m volt")        # no ':' before the unit
+    with pytest.raises(ValueError, match="membrane variable 'v'"):
+        replace(model, equations="u : volt")
+    with pytest.raises(ValueError, match="subspace_neuron.v_threshold"):
+        integrate_and_fire(v_threshold="-3 mV")
+
+
 def test_spiking_circuit_from_the_protocol_configuration():
     """``--set lateral.neuron='"spiking"'``: the permuted-digits settings build and run the spiking circuits."""
     from models.from_config import lateral_spec as spec_from_config, network_spec
