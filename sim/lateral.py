@@ -47,8 +47,10 @@ residual equals the closed form up to floating-point summation order (measured: 
 Weight sharing across copies: every copy makes its own Euler step of ``H``; after each plastic step
 the changes are summed into the shared ``H`` (a Numba kernel) and all copies, forward and feedback,
 are set to it. Frozen neurons (``plastic = 0``) change by exactly zero.
-Growth: all neurons a run will ever need are allocated at build time with ``H = 0`` (silent); a new
-task's neurons get orthonormal initial rows and ``plastic = 1``; at the end of the task they freeze.
+Growth: all neurons a run will ever need are allocated at build time (silent), their synapses created
+when their task begins (`_connect_rows`; the summed variables and the plasticity cost per synapse and
+lateral step, so the neurons of later tasks would cost time while adding zeros); a new task's neurons
+get orthonormal initial rows and ``plastic = 1``; at the end of the task they freeze.
 """
 from __future__ import annotations
 
@@ -126,11 +128,13 @@ class GradedLateralCircuit(SharedSubspaceWeights):
         self.feedback = Synapses(self.y, self.x, model="H : 1\nxhat_post = H * y_pre : 1 (summed)" + (
                                      "\nxhat_old_post = frozen_pre * H * y_pre : 1 (summed)" if neural else ""),
                                  dt=spec.dt, name=f"{name}_feedback")
-        # Both weight arrays are laid out (copy, subspace neuron, input): reshape → (C, K, n).
-        pre, post = block_diagonal_indices(c, n, k)
-        self.forward.connect(i=pre, j=post)
-        y_idx, x_idx = _copy_neuron_input_order(c, k, n)
-        self.feedback.connect(i=y_idx, j=x_idx)
+        # Synapses are created task by task, when the task's neurons grow (`_connect_through`): the summed
+        # variables and the plasticity iterate every synapse at every lateral step, and the neurons of
+        # later tasks would only add zeros. Task 0's (at least one row) are created now: Brian2 needs
+        # every Synapses object to have been connected before it runs.
+        self._weight_blocks = []
+        self._connected_rows = 0
+        self._connect_rows(max(1, self.sizes_per_task[0] if self.sizes_per_task else 0))
         # y first, then the feedback xhat = Hᵀy, then the plasticity step.
         self.forward.summed_updaters["y_post"].order = 0
         self.feedback.summed_updaters["xhat_post"].order = 1
@@ -139,8 +143,6 @@ class GradedLateralCircuit(SharedSubspaceWeights):
             self.feedback.summed_updaters["xhat_old_post"].order = 1
         self.decorrelate = decorrelate
         decorrelation = self._build_decorrelation(name, spec) if decorrelate else []
-        # (forward, feedback): the forward weights learn, the feedback weights are set to the merged H.
-        self._weight_views = tuple(syn.variables["H"].get_value().reshape(c, k, n) for syn in (self.forward, self.feedback))
         self._plastic = np.zeros(k, dtype=bool)
         self._open_after = float((open_after - dt / 2) / second)
         self._t_start = 0.0
@@ -182,14 +184,50 @@ class GradedLateralCircuit(SharedSubspaceWeights):
         return [self.decorrelation]
 
     def grow(self, task: int) -> int:
-        """Add the neurons of ``task`` (see `SharedSubspaceWeights.grow`); decorrelation restarts at ``P = I``."""
+        """Add the neurons of ``task`` (see `SharedSubspaceWeights.grow`) with their synapses;
+        decorrelation restarts at ``P = I``."""
+        self._connect_through(task)
         added = super().grow(task)
         self._reset_decorrelation()
         return added
 
     def restore(self, H: np.ndarray, n_frozen: int, task: int) -> None:
+        self._connect_through(task)
         super().restore(H, n_frozen, task)
         self._reset_decorrelation()
+
+    # -- synapses, created task by task ------------------------------------------------------------
+    def _connect_through(self, task: int) -> None:
+        """Create the synapses of every neuron of tasks ``0 … task`` that has none yet."""
+        self._connect_rows(min(self.k_max, int(sum(self.sizes_per_task[: task + 1]))))
+
+    def _connect_rows(self, stop: int) -> None:
+        """Create the forward and feedback synapses of subspace neurons ``_connected_rows … stop − 1``.
+
+        Each call appends one block to both synapse arrays, laid out (copy, subspace neuron, input), so
+        the block reshapes to (C, rows, n). Every synapse reaching a given ``y`` (or ``x``) unit still
+        comes in the order of the inputs (of the subspace neurons), as if all had been created at once:
+        the summed variables add the same terms in the same order. Brian2 may move the arrays when they
+        grow, so every block's views are taken anew.
+        """
+        start = self._connected_rows
+        if stop <= start:
+            return
+        c, n, k, rows = self.simulated, self.n_inputs, self.k_max, stop - start
+        pre, local = block_diagonal_indices(c, n, rows)           # post = copy · rows + neuron in the block
+        neuron = (local // rows) * k + start + local % rows          # → copy · K_max + row
+        self.forward.connect(i=pre, j=neuron)
+        self.feedback.connect(i=neuron, j=pre)
+        self._connected_rows = stop
+        bounds = [block for block, _ in self._weight_blocks] + [slice(start, stop)]
+        arrays = [syn.variables["H"].get_value() for syn in (self.forward, self.feedback)]
+        self._weight_blocks, offset = [], 0
+        for block in bounds:
+            size = c * (block.stop - block.start) * n
+            # (forward, feedback): the forward weights learn, the feedback weights are set to the merged H.
+            self._weight_blocks.append((block, tuple(a[offset: offset + size].reshape(c, -1, n) for a in arrays)))
+            offset += size
+        self._write_copies()
 
     def _reset_decorrelation(self) -> None:
         if self.decorrelate:
@@ -245,10 +283,3 @@ class GradedLateralCircuit(SharedSubspaceWeights):
         self.feedback.summed_updaters["xhat_old_post"].run()
         return self.x.x[:] - self.x.xhat_old[:]
 
-
-def _copy_neuron_input_order(copies: int, k: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(y index, x index) of feedback synapses ordered by copy, subspace neuron, input."""
-    copy = np.repeat(np.arange(copies), k * n)
-    neuron = np.tile(np.repeat(np.arange(k), n), copies)
-    inp = np.tile(np.arange(n), copies * k)
-    return copy * k + neuron, copy * n + inp

@@ -3,9 +3,13 @@ readout of the neural projection.
 
 A circuit keeps one shared ``H`` (K_max × n, dimensionless) and writes it into its simulated copies:
 the weight arrays of its synapses, each laid out (copy, subspace neuron, input) — the graded circuit has
-forward and feedback synapses, the spiking circuit one set of reciprocal synapses. Subclasses build the
-Brian2 objects and set ``H``, ``_plastic``, ``y`` (with a ``plastic`` variable, and a ``frozen``
-variable in neural-projection mode), ``objects``, ``_weight_views`` and ``_residual_now``.
+forward and feedback synapses, the spiking circuit one set of reciprocal synapses. ``_weight_blocks``
+lists them as ``(rows, views)``: a block of rows of ``H`` and, per synapse array (the one that learns
+first), a (copies, rows, n) view of that block's weights. The spiking circuit has one block for all
+rows; the graded circuit creates each task's synapses when the task's neurons grow, one block per
+task. Subclasses build the Brian2 objects and set ``H``, ``_plastic``, ``y`` (with a ``plastic``
+variable, and a ``frozen`` variable in neural-projection mode), ``objects``, ``_weight_blocks`` and
+``_residual_now``.
 
 Copies. The circuit is simulated in ``simulated`` copies of the network (the first ones) and learns in
 the first ``copies`` of them (``lateral.copies``): only these have ``plastic = 1`` on the current task's
@@ -183,7 +187,8 @@ class SharedSubspaceWeights:
 
     def copies_agree(self) -> bool:
         """True when every weight array (forward and feedback, if separate) of every copy equals the shared H."""
-        return all(np.array_equal(view, np.broadcast_to(self.H, view.shape)) for view in self._weight_views)
+        return all(np.array_equal(view, np.broadcast_to(self.H[rows], view.shape))
+                   for rows, views in self._weight_blocks for view in views)
 
     def _write_flags(self) -> None:
         """``plastic`` on the current task's neurons in the learning copies; ``frozen`` in every copy."""
@@ -195,8 +200,9 @@ class SharedSubspaceWeights:
             self.y.frozen = np.tile(frozen, self.simulated)
 
     def _write_copies(self) -> None:
-        for view in self._weight_views:
-            view[:] = self.H[None]
+        for rows, views in self._weight_blocks:
+            for view in views:
+                view[:] = self.H[rows][None]
 
     def _merge_copies(self, columns: slice = slice(None)) -> None:
         """Sum the learning copies' drift into the shared ``H`` and set every copy to it.
@@ -210,9 +216,14 @@ class SharedSubspaceWeights:
         plastic = np.flatnonzero(self._plastic)
         if not len(plastic):
             return
-        rows = slice(int(plastic[0]), int(plastic[-1]) + 1)
-        learning, *mirrors = self._weight_views     # the first array learns; any other holds the same values
-        reduce_shared_weights(learning[: self.copies, rows, columns], self.H[rows, columns], self._plastic[rows])
-        learning[self.copies:, rows, columns] = self.H[rows, columns]
-        for view in mirrors:
-            view[:, rows, columns] = self.H[rows, columns]
+        first, stop = int(plastic[0]), int(plastic[-1]) + 1
+        for block, (learning, *mirrors) in self._weight_blocks:   # the first array learns; others mirror it
+            start, end = max(first, block.start), min(stop, block.stop)
+            if start >= end:
+                continue
+            rows, local = slice(start, end), slice(start - block.start, end - block.start)
+            reduce_shared_weights(learning[: self.copies, local, columns], self.H[rows, columns],
+                                  self._plastic[rows])
+            learning[self.copies:, local, columns] = self.H[rows, columns]
+            for view in mirrors:
+                view[:, local, columns] = self.H[rows, columns]

@@ -247,7 +247,7 @@ class SpikingLateralCircuit(SharedSubspaceWeights):
         self.synapses.fb_on_1.order = self.synapses.fb_off_1.order = 1
         self.synapses.learn_on.order = self.synapses.learn_off.order = 2
         self.synapses.fb_on_2.order = self.synapses.fb_off_2.order = 3
-        self._weight_views = (self.synapses.variables["H"].get_value().reshape(c, k, n),)
+        self._weight_blocks = [(slice(0, k), (self.synapses.variables["H"].get_value().reshape(c, k, n),))]
         self._plastic = np.zeros(k, dtype=bool)
         self._x_trace_view = self.x.variables["x_trace"].get_value()
         self._xhat_trace_view = self.x.variables["xhat_trace"].get_value()

@@ -83,6 +83,24 @@ def test_frozen_neurons_stay_bit_identical_and_new_ones_learn_the_residual(strea
     assert np.linalg.norm(both @ both.T - np.eye(2 * RANK)) < 0.15
 
 
+def test_synapses_are_created_task_by_task_with_the_same_result(streams):
+    """A task's synapses appear when its neurons grow; a circuit given every task's synapses up front
+    (the summed variables then add zeros from neurons not grown yet) learns bit for bit the same H."""
+    first, second = streams
+    late, early = circuit_network(RANK, RANK), circuit_network(RANK, RANK)
+    early.lateral[0]._connect_rows(2 * RANK)                 # both tasks' synapses before anything runs
+    for net in late, early:
+        circuit = net.lateral[0]
+        assert len(circuit.forward) == len(circuit.feedback) == 32 * (RANK if net is late else 2 * RANK) * N_INPUTS
+        learn(net, circuit, 0, first, epochs=2)
+        circuit.freeze()
+        learn(net, circuit, 1, second, epochs=1)
+        assert len(circuit.forward) == len(circuit.feedback) == 32 * 2 * RANK * N_INPUTS
+        assert circuit.copies_agree()
+    assert max_angle_deg(late.lateral[0].frozen_H, top_subspace(first, RANK)) < 5.0      # it learned
+    assert np.array_equal(late.lateral[0].H, early.lateral[0].H)
+
+
 def test_no_plasticity_without_learning(streams):
     first, _ = streams
     net = circuit_network(RANK, RANK)

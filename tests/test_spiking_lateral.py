@@ -106,7 +106,7 @@ def test_one_set_of_reciprocal_synapses_carries_H_both_ways(streams):
     circuit.grow(0)
     net.set_lateral_learning(True)
     circuit.sync.active = False
-    (weights,) = circuit._weight_views
+    ((_, (weights,)),) = circuit._weight_blocks
     before = weights.copy()
     net.present(regular_encode(first[:32], MAX_RATE, DT, STEPS))
     assert not np.array_equal(weights, before)
