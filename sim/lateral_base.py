@@ -4,7 +4,7 @@ readout of the neural projection.
 A circuit keeps one shared ``H`` (K_max × n, dimensionless) and writes it into its simulated copies:
 the weight arrays of its synapses, each laid out (copy, subspace neuron, input) — the graded circuit has
 forward and feedback synapses, the spiking circuit one set of reciprocal synapses. ``_weight_blocks``
-lists them as ``(rows, views)``: a block of rows of ``H`` and, per synapse array (the one that learns
+lists them as ``(rows, views)``: a block of rows of ``H`` and, for each synapse array (the learning one
 first), a (copies, rows, n) view of that block's weights. The spiking circuit has one block for all
 rows; the graded circuit creates each task's synapses when the task's neurons grow, one block per
 task. Subclasses build the Brian2 objects and set ``H``, ``_plastic``, ``y`` (with a ``plastic``
