@@ -29,11 +29,18 @@ decorrelation the postsynaptic factor of the plasticity is ``z = P y`` instead o
 by ``<name>_decorrelate`` (synapses among the subspace neurons grown at the same task, weights
 ``P``, ``z_post = P y_pre`` summed). For the current task's ``k`` neurons
 ``P = m (C + μ m I)⁻¹`` with ``C`` a running average of ``y yᵀ`` over the learning copies and plastic
-steps (weight ``DECORRELATION_MEMORY`` for the newest step), ``m = tr C / k`` and ``μ`` =
-``lateral.decorrelation_floor``; ``P`` is recomputed after every plastic lateral step and starts at
-``I`` (plain Oja) when the task's neurons are grown. The rule ``dH/dt = η z (x − Hᵀy)ᵀ`` has the same
-fixed points as Oja's (``P`` is invertible, so ``E[z rᵀ] = 0 ⇔ E[y rᵀ] = 0``) but preconditions the
-drift by ``C⁻¹``: every direction converges at a similar rate.
+steps, ``m = tr C / k`` and ``μ`` = ``lateral.decorrelation_floor``. ``C`` and ``P`` are updated at every
+plastic lateral step *before* ``z`` is computed (`_decorrelation_step`, between ``y = Hx`` and
+``z = P y``), so ``C`` always includes the current step's ``y``: a direction in which the step's samples
+have variance ``λ`` then moves at most at the rate ``η m λ / (λ + μ m) < η m`` measured on these very
+samples, which keeps the raised η that decorrelation allows stable from a task's first step. (With
+``P`` from the previous steps only, and ``P = I`` before the first, circuits at 4× the plain η
+diverged in their first batches on permuted-digits.) The newest step weighs
+``max(1/s, DECORRELATION_MEMORY)`` at the task's ``s``-th plastic step: a plain mean over the first
+steps, then an exponential average.
+The rule ``dH/dt = η z (x − Hᵀy)ᵀ`` has the same fixed points as Oja's (``P`` is invertible, so
+``E[z rᵀ] = 0 ⇔ E[y rᵀ] = 0``) but preconditions the drift by ``C⁻¹``: every direction converges at a
+similar rate.
 
 Neural projection (``lateral.projection = "neural"``, see `sim.lateral_base`): the circuit runs in every
 copy of the batch and the feedback synapses compute a second summed variable
@@ -135,12 +142,13 @@ class GradedLateralCircuit(SharedSubspaceWeights):
         self._weight_blocks = []
         self._connected_rows = 0
         self._connect_rows(max(1, self.sizes_per_task[0] if self.sizes_per_task else 0))
-        # y first, then the feedback xhat = Hᵀy, then the plasticity step.
+        # y first, then (decorrelation only) C and P from this y, then z = P y and the feedback
+        # xhat = Hᵀy, then the plasticity step.
         self.forward.summed_updaters["y_post"].order = 0
-        self.feedback.summed_updaters["xhat_post"].order = 1
-        self.forward.state_updater.order = 2
+        self.feedback.summed_updaters["xhat_post"].order = 2
+        self.forward.state_updater.order = 3
         if neural:
-            self.feedback.summed_updaters["xhat_old_post"].order = 1
+            self.feedback.summed_updaters["xhat_old_post"].order = 2
         self.decorrelate = decorrelate
         decorrelation = self._build_decorrelation(name, spec) if decorrelate else []
         self._plastic = np.zeros(k, dtype=bool)
@@ -174,14 +182,17 @@ class GradedLateralCircuit(SharedSubspaceWeights):
         self.decorrelation = Synapses(self.y, self.y, model="P : 1\nz_post = P * y_pre : 1 (summed)", dt=spec.dt,
                                       name=f"{name}_decorrelate")
         self.decorrelation.connect(i=pre, j=post)
-        # y = Hx first (order 0), then z = P y (order 1), then the plasticity step (order 2).
-        self.decorrelation.summed_updaters["z_post"].order = 1
+        # y = Hx (order 0), C and P from this step's y (order 1), z = P y (order 2), plasticity (order 3).
+        self.decorrelation.summed_updaters["z_post"].order = 2
+        self.decorrelation_update = NetworkOperation(self._decorrelation_step, dt=spec.dt, when="groups", order=1,
+                                                     name=f"{name}_decorrelation_update")
         self._P = self.decorrelation.variables["P"].get_value()      # live view of the synapse weights
-        self._P_identity = (pre == post).astype(float)
+        self._P_identity = (pre == post).astype(float)   # P before a task's first plastic step (unused by it)
         self._P[:] = self._P_identity
         self._decorrelation_floor = float(spec.decorrelation_floor)
         self._y_covariance = None                                     # C, running average of y yᵀ
-        return [self.decorrelation]
+        self._covariance_steps = 0                                    # plastic steps folded into C
+        return [self.decorrelation, self.decorrelation_update]
 
     def grow(self, task: int) -> int:
         """Add the neurons of ``task`` (see `SharedSubspaceWeights.grow`) with their synapses;
@@ -232,16 +243,20 @@ class GradedLateralCircuit(SharedSubspaceWeights):
     def _reset_decorrelation(self) -> None:
         if self.decorrelate:
             self._y_covariance = None
+            self._covariance_steps = 0
             self._P[:] = self._P_identity
 
     def _update_decorrelation(self) -> None:
-        """After a plastic step: fold this step's ``y yᵀ`` into ``C`` and set ``P`` of the current task's block."""
+        """Fold the current step's ``y yᵀ`` into ``C`` and set ``P`` of the current task's block."""
         plastic = np.flatnonzero(self._plastic)
         k = len(plastic)
         ys = self.y.y[:].reshape(self.simulated, self.k_max)[: self.copies, plastic]
         step = ys.T @ ys / len(ys)
-        C = step if self._y_covariance is None else \
-            (1 - DECORRELATION_MEMORY) * self._y_covariance + DECORRELATION_MEMORY * step
+        self._covariance_steps += 1
+        # A plain mean of the first steps, then an exponential average: the early estimates weigh
+        # every step measured so far equally instead of leaning on the first one.
+        weight = max(1.0 / self._covariance_steps, DECORRELATION_MEMORY)
+        C = step if self._y_covariance is None else self._y_covariance + weight * (step - self._y_covariance)
         self._y_covariance = C
         mean = float(np.trace(C)) / k
         if mean <= 0.0:                     # the task's neurons are silent: nothing to decorrelate
@@ -269,8 +284,14 @@ class GradedLateralCircuit(SharedSubspaceWeights):
         if float(self.sync.clock.t / second) - self._t_start <= self._open_after:
             return
         self._merge_copies()
-        if self.decorrelate:
-            self._update_decorrelation()
+
+    def _decorrelation_step(self) -> None:
+        """Inside the plasticity window: fold this step's ``y yᵀ`` into ``C`` and set ``P`` (before ``z = P y``)."""
+        if not self._plastic.any():
+            return
+        if float(self.decorrelation_update.clock.t / second) - self._t_start <= self._open_after:
+            return
+        self._update_decorrelation()
 
     def _residual_now(self):
         """``x − xhat_old`` after one more step of the pathways ``y = Hx`` and ``xhat_old = H_oldᵀ y``.

@@ -162,6 +162,62 @@ def test_decorrelation_learns_weak_directions_faster():
     assert excess[True] < 0.5 * excess[False], excess     # measured: 0.0008 against 0.0040
 
 
+def one_step_window_circuit(k, decorrelate):
+    """A circuit whose plasticity window is one lateral step: one plastic step per presentation."""
+    spec = NetworkSpec(input_size=N_INPUTS, hidden_sizes=(), output_size=2, neuron=lif(), dt=1 * ms,
+                       presentation=STEPS * ms, input_max_rate=MAX_RATE * Hz, batch_size=32)
+    lateral = LateralSpec(first_task=(k,), per_task=(k,), hebbian_rate=(15 * Hz,), dt=5 * ms, window=5 * ms,
+                          copies=32, decorrelate=decorrelate)
+    return SimNetwork(spec, np.random.default_rng(0), lateral=lateral, n_tasks=2, record_spikes=False)
+
+
+def test_decorrelation_uses_the_covariance_of_the_current_step(streams):
+    """C and P are updated between y = Hx and z = P y, so even a task's first plastic step is
+    decorrelated with the covariance of its own samples: ΔH = P ΔH_Oja with P = m (C + μ m I)⁻¹ and
+    C = the step's y yᵀ. (With P from earlier steps only, and P = I before the first, circuits at the
+    raised η decorrelation allows diverged in their first batches.)"""
+    first, _ = streams
+    k = 4
+    steps, ys = {}, None
+    for decorrelate in (False, True):
+        net = one_step_window_circuit(k, decorrelate)
+        circuit = net.lateral[0]
+        circuit.grow(0)
+        before = circuit.grown_H.copy()
+        net.set_lateral_learning(True)
+        net.present(regular_encode(first[:32], MAX_RATE, DT, STEPS))       # one batch: one plastic step
+        steps[decorrelate] = circuit.grown_H - before
+        if not decorrelate:                                                # y of that step (the last one)
+            ys = circuit.y.y[:].reshape(circuit.simulated, -1)[:, :k]
+    C = ys.T @ ys / len(ys)
+    np.testing.assert_allclose(circuit._y_covariance, C, rtol=1e-12)
+    mean = np.trace(C) / k
+    P = mean * np.linalg.inv(C + circuit._decorrelation_floor * mean * np.eye(k))
+    assert np.abs(steps[False]).max() > 1e-4
+    assert not np.allclose(P, np.eye(k), atol=0.05)
+    np.testing.assert_allclose(steps[True], P @ steps[False], rtol=1e-8, atol=1e-14)
+
+
+def test_decorrelation_covariance_is_the_plain_mean_of_the_first_steps(streams):
+    """C weighs the task's first steps equally (an exponential average only after 1/memory steps),
+    and growing the next task's neurons starts it afresh."""
+    first, second = streams
+    k = 4
+    net = one_step_window_circuit(k, decorrelate=True)
+    circuit = net.lateral[0]
+    for task, rates in enumerate((first, second)):
+        circuit.grow(task)
+        net.set_lateral_learning(True)
+        products = []
+        for batch in range(3):                     # one presentation batch = one plastic step
+            net.present(regular_encode(rates[32 * batch: 32 * (batch + 1)], MAX_RATE, DT, STEPS))
+            ys = circuit.y.y[:].reshape(circuit.simulated, -1)[:, task * k: (task + 1) * k]
+            products.append(ys.T @ ys / len(ys))
+        np.testing.assert_allclose(circuit._y_covariance, np.mean(products, axis=0), rtol=1e-12)
+        net.set_lateral_learning(False)
+        circuit.freeze()
+
+
 def test_decorrelation_settings_are_checked():
     common = dict(first_task=(2,), per_task=(2,), hebbian_rate=(10 * Hz,), dt=5 * ms, window=20 * ms)
     with pytest.raises(ValueError, match="lateral.decorrelate = true needs lateral.neuron = 'graded'"):
