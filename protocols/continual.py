@@ -53,6 +53,23 @@ def _software_versions() -> dict:
             "numba": numba.__version__, "h5py": h5py.__version__, "scipy": scipy.__version__}
 
 
+def group_test_sets(sizes: list[int], limit: int) -> list[list[int]]:
+    """Consecutive test sets packed into groups of at most ``limit`` samples (a set alone may exceed it).
+
+    >>> group_test_sets([450, 450, 450], limit=1000)
+    [[0, 1], [2]]
+    """
+    groups, total = [], 0
+    for index, size in enumerate(sizes):
+        if groups and total + size <= limit:
+            groups[-1].append(index)
+            total += size
+        else:
+            groups.append([index])
+            total = size
+    return groups
+
+
 def concat_spikes(trains: list[SpikeTrains]) -> SpikeTrains:
     """Spike trains of several sample sets, one after the other."""
     offsets = np.cumsum([0] + [t.n_samples for t in trains])
@@ -78,7 +95,7 @@ def resume_settings(path: Path) -> tuple[dict, str]:
 
 
 def run_continual(config: dict, method_name: str, out: Path | None, *, overwrite: bool = False,
-                  progress: bool = True, resume: bool = False) -> RunResult:
+                  progress: bool = True, resume: bool = False, test_run_samples: int | None = None) -> RunResult:
     """Run the permuted-digits protocol with one method; write a run file if ``out`` is given.
 
     Parameters
@@ -97,6 +114,12 @@ def run_continual(config: dict, method_name: str, out: Path | None, *, overwrite
         Continue the run file ``out`` after its last finished task (its configuration and method
         must be the ones given; see `resume_settings`). Every random stream, weight and lateral
         circuit is restored, so the result equals that of an uninterrupted run.
+    test_run_samples : int or None
+        Most test presentations in one Brian2 run: consecutive test sets are evaluated together up to
+        this many samples (a larger set alone). None: the size of a task's supervised run
+        (``protocol.epochs`` × training samples), so a test run holds no more spikes than training
+        does. Results and run files do not depend on it; it trades Brian2's per-run set-up (~0.1 s)
+        against the memory of one run's recorded spikes.
     """
     # Imports that pull in Brian2 stay here so that `hlopsim --help` and config errors are instant.
     from brian2 import Hz, second
@@ -143,8 +166,12 @@ def run_continual(config: dict, method_name: str, out: Path | None, *, overwrite
             return regular_encode(x, rate_hz, dt_s, n_steps)
         return poisson_encode(x, rate_hz, dt_s, n_steps, spike_rng)
 
-    # The test spikes are drawn once, so every evaluation sees exactly the same input.
-    test_spikes = [encode(t.x_test) for t in tasks]
+    # The test spikes are drawn once, so every evaluation sees exactly the same input. Consecutive test
+    # sets share one Brian2 run (each run() costs ~0.1 s of set-up), as many as fit in `test_run_samples`
+    # (by default the size of a task's supervised run: test memory does not grow with the task count).
+    limit = n_epochs * len(dataset.y_train) if test_run_samples is None else test_run_samples
+    test_groups = group_test_sets([len(t.y_test) for t in tasks], limit=limit)
+    test_spikes = [concat_spikes([encode(tasks[j].x_test) for j in group]) for group in test_groups]
 
     recorder, first_task = None, 0
     R = np.full((n_tasks, n_tasks), np.nan)
@@ -179,7 +206,7 @@ def run_continual(config: dict, method_name: str, out: Path | None, *, overwrite
     losses = []
     bar = tqdm(total=(n_tasks - first_task) * (-(-n_epochs * len(dataset.y_train) // spec.batch_size)
                                 + -(-n_consolidation * len(dataset.y_train) // spec.batch_size)
-                                + sum(-(-len(t.y_test) // spec.batch_size) for t in tasks)),
+                                + sum(-(-spikes.n_samples // spec.batch_size) for spikes in test_spikes)),
                desc=method.name, unit="batch", disable=not progress, leave=False, miniters=1)
     try:
         for task in tasks[first_task:]:
@@ -225,14 +252,20 @@ def run_continual(config: dict, method_name: str, out: Path | None, *, overwrite
             method.end_task(net, task.index)
             net.set_lateral_learning(False)
 
-            # One run and one recorded block per task's test set keeps memory flat as tasks accumulate.
-            for other, spikes_j in zip(tasks, test_spikes):
-                activity = net.present(spikes_j, progress=bar)
-                correct = np.argmax(activity.scores, axis=1) == other.y_test
-                R[task.index, other.index] = 100.0 * correct.mean()
+            for group, spikes_group in zip(test_groups, test_spikes):
+                activity = net.present(spikes_group, progress=bar)
+                start = 0
+                for other in (tasks[j] for j in group):
+                    stop = start + len(other.y_test)
+                    correct = np.argmax(activity.scores[start:stop], axis=1) == other.y_test
+                    R[task.index, other.index] = 100.0 * correct.mean()
+                    start = stop
                 if recorder is not None:
-                    recorder.append_block({"task": other.index, "stage": task.index, "epoch": -1, "phase": "test",
-                                           "trial": np.arange(len(other.y_test)), "label": other.y_test},
+                    members = [tasks[j] for j in group]
+                    recorder.append_block({"task": np.concatenate([np.full(len(t.y_test), t.index) for t in members]),
+                                           "stage": task.index, "epoch": -1, "phase": "test",
+                                           "trial": np.concatenate([np.arange(len(t.y_test)) for t in members]),
+                                           "label": np.concatenate([t.y_test for t in members])},
                                           activity.spikes, n_steps)
             if recorder is not None:
                 for name, weights in zip(spec.weight_names, net.weights):

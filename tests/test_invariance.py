@@ -262,3 +262,29 @@ def test_consolidation_epochs_train_only_the_lateral_circuit(tmp_path):
     ft = run_continual(tiny_config("lateral.consolidation_epochs=2"), "finetune", None, progress=False)
     ft0 = run_continual(tiny_config("lateral.consolidation_epochs=0"), "finetune", None, progress=False)
     assert np.array_equal(ft.accuracy, ft0.accuracy)
+
+
+# ------------------------------------------------------------------------- grouped test runs
+
+
+def test_group_test_sets_packs_consecutive_sets_up_to_the_limit():
+    from protocols.continual import group_test_sets
+    assert group_test_sets([450] * 5, limit=4041) == [[0, 1, 2, 3, 4]]
+    assert group_test_sets([450] * 5, limit=1000) == [[0, 1], [2, 3], [4]]
+    assert group_test_sets([450, 450], limit=100) == [[0], [1]]          # a set larger than the limit runs alone
+    assert group_test_sets([], limit=10) == []
+
+
+def test_test_sets_in_one_run_give_the_same_file_as_one_run_per_set(tmp_path):
+    """Evaluating both tasks' test sets in one Brian2 run (batches then straddle the sets) records the
+    same accuracies, segments and spikes as one run per set: presentations do not interact."""
+    files = {}
+    for label, limit in (("together", 10_000), ("apart", 1)):
+        path = tmp_path / f"{label}.h5"
+        result = run_continual(tiny_config("data.test_size=300"), "hlop", path, progress=False, test_run_samples=limit)
+        files[label] = (result.accuracy, datasets(path))
+    (acc_a, da), (acc_b, db) = files["together"], files["apart"]
+    assert np.array_equal(acc_a, acc_b)
+    assert set(da) == set(db)
+    for name in da:
+        assert np.array_equal(da[name], db[name]), name
