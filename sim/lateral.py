@@ -34,8 +34,8 @@ plastic lateral step *before* ``z`` is computed (`_decorrelation_step`, between 
 ``z = P y``), so ``C`` always includes the current step's ``y``: a direction in which the step's samples
 have variance ``λ`` then moves at most at the rate ``η m λ / (λ + μ m) < η m`` measured on these very
 samples, which keeps the raised η that decorrelation allows stable from a task's first step. (With
-``P`` from the previous steps only, and ``P = I`` before the first, circuits at 4× the plain η
-diverged in their first batches on permuted-digits.) The newest step weighs
+``P`` from the previous steps only, and ``P = I`` before the first, a circuit at 4× the plain η
+diverged in its second batch: permuted-digits, hidden [128, 128], seed 3, the readout's circuit.) The newest step weighs
 ``max(1/s, DECORRELATION_MEMORY)`` at the task's ``s``-th plastic step: a plain mean over the first
 steps, then an exponential average.
 The rule ``dH/dt = η z (x − Hᵀy)ᵀ`` has the same fixed points as Oja's (``P`` is invertible, so
@@ -279,19 +279,18 @@ class GradedLateralCircuit(SharedSubspaceWeights):
         anything. Summing over copies after each Euler step makes the shared ``H`` follow
         ``dH/dt = η Σ_c y_c r_cᵀ`` exactly, the batch form of Oja's rule.
         """
-        if not self._plastic.any():
-            return
-        if float(self.sync.clock.t / second) - self._t_start <= self._open_after:
-            return
-        self._merge_copies()
+        if self._plastic_step(self.sync):
+            self._merge_copies()
 
     def _decorrelation_step(self) -> None:
         """Inside the plasticity window: fold this step's ``y yᵀ`` into ``C`` and set ``P`` (before ``z = P y``)."""
-        if not self._plastic.any():
-            return
-        if float(self.decorrelation_update.clock.t / second) - self._t_start <= self._open_after:
-            return
-        self._update_decorrelation()
+        if self._plastic_step(self.decorrelation_update):
+            self._update_decorrelation()
+
+    def _plastic_step(self, operation: NetworkOperation) -> bool:
+        """True when some neuron learns and ``operation``'s lateral step lies inside the plasticity window."""
+        return bool(self._plastic.any()) and \
+            float(operation.clock.t / second) - self._t_start > self._open_after
 
     def _residual_now(self):
         """``x − xhat_old`` after one more step of the pathways ``y = Hx`` and ``xhat_old = H_oldᵀ y``.

@@ -174,8 +174,8 @@ def one_step_window_circuit(k, decorrelate):
 def test_decorrelation_uses_the_covariance_of_the_current_step(streams):
     """C and P are updated between y = Hx and z = P y, so even a task's first plastic step is
     decorrelated with the covariance of its own samples: ΔH = P ΔH_Oja with P = m (C + μ m I)⁻¹ and
-    C = the step's y yᵀ. (With P from earlier steps only, and P = I before the first, circuits at the
-    raised η decorrelation allows diverged in their first batches.)"""
+    C = the step's y yᵀ. (With P from earlier steps only, and P = I before the first, a permuted-digits
+    circuit at the raised η decorrelation allows diverged in its second batch.)"""
     first, _ = streams
     k = 4
     steps, ys = {}, None
