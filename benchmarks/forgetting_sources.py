@@ -30,8 +30,8 @@ import argparse
 
 import numpy as np
 
-from protocols.methods import grow_basis
-from sim.kernels import project_out
+from hlopsim.protocols.experiment.methods import grow_basis
+from hlopsim.sim.kernels import project_out
 
 
 def orthonormal_rows(rows: np.ndarray) -> np.ndarray:
@@ -82,7 +82,7 @@ def capacity(run) -> None:
 
 
 def leftover_energy(run) -> None:
-    """Print table 1 for every weight layer of ``run`` (a `protocols.analysis.RunFile`)."""
+    """Print table 1 for every weight layer of ``run`` (a `hlopsim.sim.runfile.RunFile`)."""
     for layer in run.lateral_layers:
         pop = run.presynaptic_population(layer)
         activity = task_activity(run, layer)
@@ -101,10 +101,10 @@ def leftover_energy(run) -> None:
 def layer_swaps(run, target: str) -> None:
     """Print table 2: old tasks' test accuracy with each layer's weights from after the last task."""
     from brian2 import Hz, second
-    from data import apply_permutation, load_digits, regular_encode
-    from models.from_config import network_spec
-    from sim import prefs
-    from sim.network import SimNetwork
+    from hlopsim.data import apply_permutation, load_digits, regular_encode
+    from hlopsim.models.from_config import network_spec
+    from hlopsim.sim import prefs
+    from hlopsim.sim.network import SimNetwork
 
     config = run.config
     if config["data"]["encoder"] != "regular":
@@ -141,7 +141,7 @@ def main() -> None:
     parser.add_argument("run_file")
     parser.add_argument("--target", default="cython", choices=("cython", "numpy"))
     args = parser.parse_args()
-    from protocols.analysis import RunFile
+    from hlopsim.sim.runfile import RunFile
     with RunFile(args.run_file) as run:
         capacity(run)
         leftover_energy(run)

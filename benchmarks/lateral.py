@@ -1,4 +1,4 @@
-"""Cost of the spiking lateral circuit per simulated second against spike count (issue 3).
+"""Cost of the spiking lateral circuit per simulated second against spike count.
 
 One spiking circuit (`sim.spiking_lateral.SpikingLateralCircuit`, Hebbian plasticity on, task 0's
 neurons plastic) is driven by a `SpikeGeneratorGroup` of ``C`` copies of ``n = active + silent``
@@ -10,9 +10,9 @@ of its stability bound (`stable_eta`). Presentation boundaries (reset of traces 
 circuit's. Variants, built side by side in one process, each run once untimed (code generation,
 compilation) and then ``--repeats`` times in alternation; the best (smallest) CPU time of the process
 over the repeats is compared, as in ``benchmarks/throughput.py`` (the benchmark is single-threaded; on 2
-shared cores other processes disturb CPU time less than wall time, which is printed too, but still by up
-to ±30 % through the shared L3 cache, more for the variant with larger arrays, so the least disturbed
-run is the measure):
+shared cores other processes disturb CPU time less than wall time, which is printed too, but still
+through the shared L3 cache, more for the variant with larger arrays, so the least disturbed run is the
+measure; docs/benchmarks.md gives the spread):
 
 - ``base``: ``active`` inputs at ``--rate``, ``silent`` silent inputs;
 - ``2× rate``: the same inputs at twice the rate (input and subspace spikes double). Target: ≤ 2.1× the
@@ -132,7 +132,7 @@ def input_rates(args) -> tuple[np.ndarray, np.ndarray]:
 
     ``K`` prototypes (`data.prototype_mixture_rates`), so the circuit's ``K`` neurons all carry signal.
     """
-    from data import prototype_mixture_rates, top_subspace
+    from hlopsim.data import prototype_mixture_rates, top_subspace
 
     n_samples = args.copies * int(round(args.seconds * 1000 / PRESENTATION_MS))
     rates, _ = prototype_mixture_rates(args.active, args.neurons, n_samples, np.random.default_rng(1))
@@ -145,7 +145,7 @@ def input_spikes(rates: np.ndarray, n_inputs: int, copies: int, rate_hz: float):
     Sample ``s`` is shown by copy ``s % C`` during presentation ``s // C``; inputs past ``rates.shape[1]``
     stay silent.
     """
-    from data import poisson_encode
+    from hlopsim.data import poisson_encode
 
     n_steps = int(PRESENTATION_MS / DT_MS)
     spikes = poisson_encode(rates, rate_hz, DT_MS / 1000, n_steps, np.random.default_rng(2))
@@ -161,8 +161,8 @@ def relay_count(indices: np.ndarray, steps: np.ndarray) -> int:
 def circuit_variant(name: str, args, n_silent: int, rate_hz: float) -> Variant:
     """The spiking circuit, its neurons grown and plastic, started at the input's top-K subspace."""
     from brian2 import Hz, Network, NetworkOperation, SpikeGeneratorGroup, ms, second
-    from models.lateral import LateralSpec
-    from sim.spiking_lateral import SpikingLateralCircuit
+    from hlopsim.models.lateral import LateralSpec
+    from hlopsim.sim.spiking_lateral import SpikingLateralCircuit
 
     n = args.active + n_silent
     rates, subspace = input_rates(args)
@@ -193,7 +193,7 @@ def circuit_variant(name: str, args, n_silent: int, rate_hz: float) -> Variant:
 def reference_variant(args) -> Variant:
     """A plain Brian2 network with the neurons and synapse counts of the ``base`` circuit."""
     from brian2 import Network, NeuronGroup, SpikeGeneratorGroup, SpikeMonitor, Synapses, ms, second
-    from sim.blocks import block_diagonal_indices, one_to_one_indices
+    from hlopsim.sim.blocks import block_diagonal_indices, one_to_one_indices
 
     n, k, c = args.active + args.silent, args.neurons, args.copies
     rates, subspace = input_rates(args)
@@ -238,7 +238,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print Brian2's per-object profile (base, 2× silent)")
     args = parser.parse_args()
 
-    from sim import prefs
+    from hlopsim.sim import prefs
     prefs.configure(args.target)
     if args.eta is None:
         args.eta = stable_eta(args)

@@ -3,7 +3,7 @@
 Measured in one invocation, ratios against a baseline measured in the same run, Brian2 cython target
 with a warm code cache (every variant first runs once untimed, so compilation is not measured):
 
-1. Recording overhead: the same `protocols.continual.run_continual` run (permuted-digits, method
+1. Recording overhead: the same `protocols.experiment.protocol.run_protocol` run (permuted-digits, method
    hlop, seed 0, ``--tasks 2 --epochs 2`` by default) with ``sim.record_spikes=true`` writing a run
    file against ``sim.record_spikes=false`` and no file; ``--repeats`` timed runs of each,
    alternating, medians compared. Target: overhead ≤ 10 %. For reference also the median of the
@@ -56,7 +56,7 @@ METHOD = "hlop"
 
 
 def make_config(tasks: int, epochs: int, overrides: list[str], record: bool) -> dict:
-    from protocols.config import apply_overrides, load_protocol
+    from hlopsim.protocols.experiment.config import apply_overrides, load_protocol
 
     config = apply_overrides(load_protocol("permuted-digits"), overrides)
     config["protocol"].update(tasks=tasks, epochs=epochs, seed=0)
@@ -65,16 +65,16 @@ def make_config(tasks: int, epochs: int, overrides: list[str], record: bool) -> 
 
 
 def timed_run(config: dict, out: Path | None) -> tuple[float, float]:
-    """Wall and CPU time of one `run_continual` call (garbage of earlier runs collected beforehand).
+    """Wall and CPU time of one `run_protocol` call (garbage of earlier runs collected beforehand).
 
     The CPU time (this process, all threads) is reported beside the wall time: on shared cores the
     two disagree when other processes compete or when BLAS threads spin.
     """
-    from protocols.continual import run_continual
+    from hlopsim.protocols.experiment.protocol import run_protocol
 
     gc.collect()
     tick, cpu = time.perf_counter(), time.process_time()
-    run_continual(config, METHOD, out, overwrite=True, progress=False)
+    run_protocol(config, METHOD, out, overwrite=True, progress=False)
     return time.perf_counter() - tick, time.process_time() - cpu
 
 
@@ -124,7 +124,7 @@ def child(args) -> None:
     """One recorded run in this fresh process; prints its peak RSS and counts as one JSON line."""
     import warnings
 
-    from sim import prefs
+    from hlopsim.sim import prefs
 
     prefs.configure("cython")
     config = make_config(args.tasks, args.epochs, args.set, record=True)
@@ -171,7 +171,7 @@ def main() -> None:
         child(args)
         return
 
-    from protocols.config import ConfigError
+    from hlopsim.protocols.experiment.config import ConfigError
 
     try:
         record_cfg = make_config(args.tasks, args.epochs, args.set, record=True)
@@ -190,7 +190,7 @@ def main() -> None:
             rss_child(RSS_TASKS[0], overrides, folder)  # untimed warm-up: fills the code cache if cold
             rss = {n: rss_child(n, overrides, folder) for n in RSS_TASKS}
 
-        from sim import prefs
+        from hlopsim.sim import prefs
 
         prefs.configure("cython")
         out = folder / "recorded.h5"

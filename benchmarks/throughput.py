@@ -3,7 +3,7 @@
 Measured in one process, on the same network (the permuted-digits defaults), the same input coding
 and the same learning rule, with a warm code cache (every variant first runs once untimed):
 
-- ``hlop`` and ``finetune``: `protocols.continual`-style training epochs through `SimNetwork.present`
+- ``hlop`` and ``finetune``: training epochs as in `protocols.experiment.loop` through `SimNetwork.present`
   (``batch_size`` samples side by side, one Brian2 run per epoch, updates at batch boundaries);
 - ``naive``: a plain Brian2 network of one copy, ``net.run(presentation)`` once per sample, spike
   counts read from monitors and the same DSR update applied after every sample.
@@ -37,15 +37,15 @@ def profiled(network, totals: Counter):
 def batched_rate(method_name: str, config: dict, x: np.ndarray, y: np.ndarray, repeats: int,
                  profile: Counter | None = None) -> float:
     from brian2 import Hz, second
-    from data import poisson_encode
-    from models.from_config import lateral_spec, network_spec
-    from protocols.methods import make_method
-    from sim.learning import apply_update, credit
-    from sim.network import SimNetwork
+    from hlopsim.data import poisson_encode
+    from hlopsim.models.from_config import network_spec
+    from hlopsim.protocols.experiment.config import Experiment
+    from hlopsim.sim.learning import apply_update, credit
+    from hlopsim.sim.network import SimNetwork
 
-    method = make_method(method_name)
+    method = Experiment.from_config(config).method(method_name)
     spec = network_spec(config["network"], x.shape[1], 10)
-    lateral = lateral_spec(config["lateral"]) if method.uses_lateral else None
+    lateral = method.lateral if method.uses_lateral else None
     net = SimNetwork(spec, np.random.default_rng(0), lateral=lateral, n_tasks=config["protocol"]["tasks"],
                      record_spikes=False)
     rng = np.random.default_rng(1)
@@ -81,9 +81,9 @@ def naive_rate(config: dict, x: np.ndarray, y: np.ndarray) -> float:
     """One Brian2 ``run()`` per sample: the loop a first Brian2 script would write."""
     from brian2 import (Hz, Network, NeuronGroup, SpikeGeneratorGroup, SpikeMonitor, Synapses, second,
                         volt)
-    from data import poisson_encode
-    from models.from_config import network_spec
-    from sim.learning import apply_update, credit
+    from hlopsim.data import poisson_encode
+    from hlopsim.models.from_config import network_spec
+    from hlopsim.sim.learning import apply_update, credit
 
     spec = network_spec(config["network"], x.shape[1], 10)
     model = spec.neuron
@@ -152,9 +152,9 @@ def main() -> None:
                         help="also print Brian2's time per object over hlop's timed epochs")
     args = parser.parse_args()
 
-    from data import load_digits
-    from protocols.config import apply_overrides, load_protocol
-    from sim import prefs
+    from hlopsim.data import load_digits
+    from hlopsim.protocols.experiment.config import apply_overrides, load_protocol
+    from hlopsim.sim import prefs
 
     prefs.configure(args.target)
     config = apply_overrides(load_protocol("permuted-digits"), args.set)

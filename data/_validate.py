@@ -11,6 +11,15 @@ import math
 import numpy as np
 
 
+class DataError(ValueError):
+    """A data set, data file or task does not hold what the loader expects.
+
+    Raised by the file loaders and task builders with a one-line message naming
+    the file, key or argument and what was expected. A ``ValueError`` subclass,
+    so callers that already catch ``ValueError`` also catch it.
+    """
+
+
 def check_int(name: str, value, minimum: int | None = None, maximum: int | None = None) -> int:
     """Return ``value`` as ``int`` if it is an integer within [minimum, maximum]."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):

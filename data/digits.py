@@ -1,4 +1,4 @@
-"""The scikit-learn 8x8 handwritten digits as a fixed train/test split."""
+"""The `Dataset` container and the scikit-learn 8x8 handwritten digits as a fixed train/test split."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from data._validate import check_int, check_matrix
+from hlopsim.data._validate import check_int, check_matrix
 
 _PIXEL_MAX = 16.0  # sklearn digits pixels are integers 0..16
 
@@ -32,6 +32,11 @@ class Dataset:
         Number of classes.
     image_shape : tuple of int
         (height, width) of one image; height * width == n_features.
+    classes : tuple of int, optional
+        The original label of each class: label ``k`` in ``y_*`` stands for
+        ``classes[k]`` (e.g. the integers a user's file used). Length
+        ``n_classes``, distinct values. Default ``None`` is stored as
+        ``(0, 1, ..., n_classes - 1)`` (the labels are the class values).
     """
 
     name: str
@@ -41,9 +46,11 @@ class Dataset:
     y_test: np.ndarray
     n_classes: int
     image_shape: tuple[int, int]
+    classes: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         n_classes = check_int("n_classes", self.n_classes, minimum=1)
+        object.__setattr__(self, "classes", _check_classes(self.classes, n_classes))
         n_features = int(np.prod(self.image_shape))
         for part in ("train", "test"):
             x = check_matrix(f"x_{part}", getattr(self, f"x_{part}"), low=0.0, high=1.0)
@@ -71,6 +78,59 @@ class Dataset:
         return int(self.x_train.shape[1])
 
 
+def _check_classes(classes, n_classes: int) -> tuple[int, ...]:
+    """Return ``classes`` as a tuple of ``n_classes`` distinct ints (``None`` -> 0..n_classes-1)."""
+    if classes is None:
+        return tuple(range(n_classes))
+    values = tuple(classes) if isinstance(classes, (tuple, list, np.ndarray)) else None
+    if values is None or any(isinstance(c, bool) or not isinstance(c, (int, np.integer)) for c in values):
+        raise ValueError(f"classes = {classes!r} must be a tuple of ints (the original label of each class)")
+    values = tuple(int(c) for c in values)
+    if len(values) != n_classes or len(set(values)) != n_classes:
+        raise ValueError(f"classes = {values} must hold {n_classes} distinct values (one per class)")
+    return values
+
+
+def stratified_split(
+    x: np.ndarray, y: np.ndarray, n_classes: int, test_size: int, split_seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Split samples into train and test parts with the class proportions kept.
+
+    Parameters
+    ----------
+    x : np.ndarray
+        Shape (n_samples, n_features).
+    y : np.ndarray
+        int, shape (n_samples,), labels in [0, n_classes).
+    n_classes : int
+        Number of classes.
+    test_size : int
+        Number of test samples, in [n_classes, n_samples - n_classes] so that
+        every class can appear on both sides.
+    split_seed : int
+        ``random_state`` of scikit-learn's ``train_test_split`` (stratified by
+        ``y``); the split is a pure function of the inputs and
+        ``(test_size, split_seed)``.
+
+    Returns
+    -------
+    x_train, x_test, y_train, y_test : np.ndarray
+        Rows of ``x`` and ``y``, shuffled by the split.
+    """
+    from sklearn.model_selection import train_test_split
+
+    n_samples = len(y)
+    test_size = check_int("test_size", test_size)
+    if not n_classes <= test_size <= n_samples - n_classes:
+        raise ValueError(
+            f"test_size = {test_size} must be in [{n_classes}, {n_samples - n_classes}] "
+            f"(at least one sample of each of the {n_classes} classes on both sides "
+            f"of the {n_samples}-sample split)"
+        )
+    split_seed = check_int("split_seed", split_seed, minimum=0, maximum=2**32 - 1)
+    return train_test_split(x, y, test_size=test_size, stratify=y, random_state=split_seed)
+
+
 def load_digits(test_size: int = 450, split_seed: int = 0) -> Dataset:
     """Load scikit-learn's bundled digits (1797 images, 8x8) with a stratified split.
 
@@ -90,25 +150,13 @@ def load_digits(test_size: int = 450, split_seed: int = 0) -> Dataset:
         divided by 16 so ``x`` is float64 in [0, 1].
     """
     from sklearn.datasets import load_digits as _sklearn_digits
-    from sklearn.model_selection import train_test_split
 
     bunch = _sklearn_digits()
     x = np.asarray(bunch.data, dtype=np.float64) / _PIXEL_MAX
     y = np.asarray(bunch.target, dtype=np.int64)
-    n_samples, n_classes = len(y), int(y.max()) + 1
+    n_classes = int(y.max()) + 1
 
-    test_size = check_int("test_size", test_size)
-    if not n_classes <= test_size <= n_samples - n_classes:
-        raise ValueError(
-            f"test_size = {test_size} must be in [{n_classes}, {n_samples - n_classes}] "
-            f"(at least one sample of each of the {n_classes} classes on both sides "
-            f"of the {n_samples}-sample split)"
-        )
-    split_seed = check_int("split_seed", split_seed, minimum=0, maximum=2**32 - 1)
-
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=test_size, stratify=y, random_state=split_seed
-    )
+    x_train, x_test, y_train, y_test = stratified_split(x, y, n_classes, test_size, split_seed)
     return Dataset(
         name="digits",
         x_train=x_train,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from data._validate import check_int, check_matrix, check_positive, check_rng
+from hlopsim.data._validate import check_int, check_matrix, check_positive, check_rng
 
 # Upper bound on the temporary dense arrays of one encoding chunk
 # (4-byte float32 uniforms + 1-byte comparison result per sample, step and neuron).

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from data._validate import check_int, check_matrix, check_rng
+from hlopsim.data._validate import check_int, check_matrix, check_rng
 
 
 def low_rank_rates(

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from brian2 import Hz, Quantity, ms, second
 from brian2.units.fundamentalunits import have_same_dimensions
 
-from models.neurons import NeuronModel
-from models.subspace_neurons import integrate_and_fire
+from hlopsim.models.neurons import NeuronModel
+from hlopsim.models.subspace_neurons import integrate_and_fire
 
 NEURON_KINDS = ("graded", "spiking")
 PROJECTIONS = ("closed-form", "neural")
@@ -41,7 +41,8 @@ class LateralSpec:
         merged into the shared ``H``.
     window : Quantity
         Plasticity acts only during the last ``window`` of each presentation, once the
-        presynaptic activity has been integrated (see method.md §3 on the settling trap).
+        presynaptic activity has been integrated (docs/design.md: a circuit whose ``y`` lags ``x`` settles
+        at a scaled ``H``).
     neuron : str
         Subspace neuron model: ``"graded"`` (rate units, ``y`` follows ``Hx`` instantly, `sim.lateral`)
         or ``"spiking"`` (ON/OFF pairs of spiking units, event-driven plasticity, `sim.spiking_lateral`).
@@ -57,7 +58,7 @@ class LateralSpec:
         Spiking circuit only: model of the ON and OFF units (`models.subspace_neurons`).
     projection : str
         Where the projected presynaptic activity ``a_⊥`` of the supervised update comes from:
-        ``"closed-form"`` computes ``a_⊥ = a − H_oldᵀ(H_old a)`` from the frozen rows (method.md §5);
+        ``"closed-form"`` computes ``a_⊥ = a − H_oldᵀ(H_old a)`` from the frozen rows (docs/design.md);
         ``"neural"`` reads it from the simulated circuit, as its residual ``x − x̂_old`` with only the
         frozen neurons feeding back (`sim.lateral_base`). In neural mode the circuit is simulated in
         every one of the network's ``batch_size`` copies (each sample's update needs its own
@@ -125,7 +126,7 @@ class LateralSpec:
         """Subspace neurons added at each task for one layer, capped at the layer's input width.
 
         A circuit with as many neurons as inputs would project out everything and leave the layer
-        no plasticity (method.md §4), so the total is capped at ``width`` with a warning.
+        no plasticity, so the total is capped at ``width`` with a warning.
         """
         sizes = [self.first_task[layer]] + [self.per_task[layer]] * (n_tasks - 1)
         capped, total = [], 0

@@ -18,8 +18,8 @@ from dataclasses import replace
 
 from brian2 import mV
 
-from models.neurons import NeuronModel, lif
-from models.quantities import parse_quantity
+from hlopsim.models.neurons import NeuronModel, lif
+from hlopsim.models.quantities import parse_quantity
 
 
 def integrate_and_fire(v_threshold="20 mV") -> NeuronModel:

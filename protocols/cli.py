@@ -1,22 +1,23 @@
 """Command line: ``hlopsim run PROTOCOL [--method M[,M…]] [--tasks N] [--epochs E] [--seed S] [--out PATH]
-[--set section.key=value …] [--overwrite] [--quiet]``; ``hlopsim inspect FILE [--json]``;
+[--set section.key=value …] [--overwrite] [--quiet]``; ``hlopsim run --resume FILE``;
+``hlopsim inspect FILE [--json]``; ``hlopsim compare FILE…``;
 ``hlopsim plot FILE WHAT [--task T] [--phase P] [--population POP] [--window START:STOP] [--out PNG]``;
 ``hlopsim export FILE --nwb OUT.nwb [--overwrite]`` (needs the optional ``export`` extra: pynwb).
 
-Bad input (unknown protocol, method or key; non-positive sizes, rates or durations; a missing output
-folder; an existing output file without ``--overwrite``) ends with one line on stderr naming the
-value and what is expected, and exit code 2. Nothing already written is touched.
+PROTOCOL is a bundled protocol's name or the path of a protocol file (TOML). Bad input (unknown
+protocol, method or key; values out of range; a missing output folder; an existing output file
+without ``--overwrite``) ends with one line on stderr naming the value and what is expected, and exit
+code 2. Nothing already written is touched.
 """
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import warnings
 from pathlib import Path
 
-from protocols.config import PROTOCOLS, ConfigError, apply_overrides, load_protocol
-from protocols.methods import METHODS, make_method
+from hlopsim.protocols.experiment.config import BUNDLED, ConfigError, Experiment, apply_overrides, load_protocol
+from hlopsim.protocols.experiment.methods import METHODS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,10 +29,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
+    from hlopsim import __version__
     parser = _Parser(prog="hlopsim", description="Continual learning in spiking networks with HLOP.")
+    parser.add_argument("--version", action="version", version=f"hlopsim {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a continual-learning protocol")
-    run.add_argument("protocol", help=f"one of: {', '.join(PROTOCOLS)}")
+    run.add_argument("protocol", nargs="?", help=f"a bundled protocol ({', '.join(BUNDLED)}) or the path of a "
+                                                  "protocol file (.toml); not with --resume")
     run.add_argument("--method", default=None,
                      help=f"method or comma-separated methods among {', '.join(METHODS)} (default hlop)")
     run.add_argument("--tasks", type=int, help="number of tasks (protocol.tasks)")
@@ -73,7 +77,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _output_paths(args, methods: list[str]) -> dict[str, Path]:
     if args.out is None:
-        paths = {m: Path(f"{args.protocol}-{m}.h5") for m in methods}
+        stem = Path(args.protocol).stem if args.protocol.endswith(".toml") else args.protocol
+        paths = {m: Path(f"{stem}-{m}.h5") for m in methods}
     elif len(methods) > 1 or args.out.is_dir():
         if not args.out.is_dir():
             raise ConfigError(f"--out {str(args.out)!r}: with several methods --out must be an existing folder")
@@ -107,19 +112,22 @@ def _format_table(results) -> str:
 
 
 def _resume(args) -> int:
-    """``hlopsim run PROTOCOL --resume FILE``: finish an interrupted run with its own settings."""
-    given = [flag for flag, value in (("--method", args.method), ("--tasks", args.tasks), ("--epochs", args.epochs),
-                                      ("--seed", args.seed), ("--out", args.out), ("--set", args.set)) if value]
+    """``hlopsim run --resume FILE``: finish an interrupted run with the settings stored in it."""
+    given = [flag for flag, value in (("--method", args.method), ("--tasks", args.tasks),
+                                      ("--epochs", args.epochs), ("--seed", args.seed), ("--out", args.out),
+                                      ("--set", args.set), ("--overwrite", args.overwrite)) if value]
     if given:
         raise ConfigError(f"--resume takes every setting from the run file; drop {', '.join(given)}")
     if not args.resume.is_file():
         raise ConfigError(f"--resume {str(args.resume)!r}: no such file")
-    load_protocol(args.protocol)  # the protocol must exist
-    from protocols.continual import resume_settings, run_continual
+    from hlopsim.protocols.experiment.protocol import resume_settings, run_protocol
     config, method = resume_settings(args.resume)
-    if config["protocol"]["name"] != args.protocol:
-        raise ConfigError(f"--resume {str(args.resume)!r} is a {config['protocol']['name']!r} run, not {args.protocol!r}")
-    result = run_continual(config, method, args.resume, progress=not args.quiet, resume=True)
+    stored = config.get("protocol", {}).get("name")
+    if args.protocol is not None and args.protocol not in (stored, f"{stored}.toml") \
+            and Path(args.protocol).stem != stored:
+        raise ConfigError(f"--resume {str(args.resume)!r} is a {stored!r} run, not {args.protocol!r} "
+                          "(the protocol argument may be left out)")
+    result = run_protocol(config, method, args.resume, progress=not args.quiet)
     print(f"\n{method}: accuracy matrix R[i, j] (% correct on task j after training task i) -> {args.resume}")
     print(_format_matrix(result.accuracy))
     print()
@@ -127,20 +135,20 @@ def _resume(args) -> int:
     return 0
 
 
-def _run_subspace(args) -> int:
+def _run_subspace(args, config: dict) -> int:
     """``hlopsim run subspace-convergence``: circuits against Oja's rule on synthetic streams."""
-    given = [flag for flag, value in (("--method", args.method), ("--tasks", args.tasks), ("--epochs", args.epochs),
-                                      ("--resume", args.resume)) if value]
+    given = [flag for flag, value in (("--method", args.method), ("--tasks", args.tasks), ("--epochs", args.epochs))
+             if value]
     if given:
         raise ConfigError(f"subspace-convergence does not take {', '.join(given)}")
     overrides = list(args.set) + ([f"protocol.seed={args.seed}"] if args.seed is not None else [])
-    config = apply_overrides(load_protocol(args.protocol), overrides)
+    config = apply_overrides(config, overrides)
     out = args.out or Path("subspace-convergence.h5")
     if not out.parent.resolve().is_dir():
         raise ConfigError(f"--out {str(out)!r}: folder {str(out.parent)!r} does not exist")
     if out.exists() and not args.overwrite:
         raise ConfigError(f"--out {str(out)!r} exists; pass --overwrite to replace it")
-    from protocols.subspace import format_table, run_subspace
+    from hlopsim.protocols.subspace import format_table, run_subspace
     traces = run_subspace(config, out, overwrite=args.overwrite)
     print(format_table(traces))
     print(f"\nH over time -> {out}\nfigure -> {out.with_suffix('.png')}")
@@ -148,12 +156,14 @@ def _run_subspace(args) -> int:
 
 
 def _run(args) -> int:
-    if args.protocol == "subspace-convergence":
-        return _run_subspace(args)
     if args.resume is not None:
         return _resume(args)
-    args.method = args.method or "hlop"
+    if args.protocol is None:
+        raise ConfigError("run needs a PROTOCOL (a bundled name or a protocol file) or --resume FILE")
     config = load_protocol(args.protocol)
+    if config["protocol"].get("kind") == "subspace-convergence":
+        return _run_subspace(args, config)
+    args.method = args.method or "hlop"
     overrides = list(args.set)
     for flag, key in ((args.tasks, "protocol.tasks"), (args.epochs, "protocol.epochs"), (args.seed, "protocol.seed")):
         if flag is not None:
@@ -167,45 +177,22 @@ def _run(args) -> int:
         raise ConfigError(f"--method {args.method!r} names a method twice")
     if not methods:
         raise ConfigError(f"--method {args.method!r} names no method; expected one of {', '.join(METHODS)}")
-    if config["protocol"]["seed"] < 0:
-        raise ConfigError(f"protocol.seed = {config['protocol']['seed']} must be non-negative")
+    experiment = Experiment.from_config(config)     # every key checked here, before anything is written
+    for m in methods:                              # a method's own settings fail before any method runs
+        experiment.method(m)
     paths = _output_paths(args, methods)
-    _check_specs(config, uses_lateral=any(METHODS[m].uses_lateral for m in methods))
-    for m in methods:           # a method's own settings (gpm.threshold, ...) fail before any method runs
-        make_method(m, config)
 
-    from protocols.continual import run_continual
+    from hlopsim.protocols.experiment.protocol import run_protocol
     results = []
     for method in methods:
-        result = run_continual(config, method, paths[method], overwrite=args.overwrite, progress=not args.quiet)
+        result = run_protocol(experiment.config, method, paths[method], overwrite=args.overwrite,
+                              progress=not args.quiet)
         results.append(result)
         print(f"\n{method}: accuracy matrix R[i, j] (% correct on task j after training task i) -> {paths[method]}")
         print(_format_matrix(result.accuracy))
     print()
     print(_format_table(results))
     return 0
-
-
-def _check_specs(config: dict, uses_lateral: bool) -> None:
-    """Build the specs once before any simulation, so that bad values fail fast and cleanly."""
-    from models.from_config import lateral_spec, network_spec
-    for key in ("tasks", "epochs"):
-        if config["protocol"][key] < 1:
-            raise ConfigError(f"protocol.{key} = {config['protocol'][key]} must be at least 1")
-    for key in ("lr", "logit_scale"):
-        value = config["learning"][key]
-        if not (math.isfinite(value) and value > 0):
-            raise ConfigError(f"learning.{key} = {value} must be a finite positive number")
-    if config["sim"]["target"] not in ("numpy", "cython"):
-        raise ConfigError(f"sim.target = {config['sim']['target']!r} is unknown; expected 'numpy' or 'cython'")
-    spec = network_spec(config["network"], 1, 1)
-    lateral = lateral_spec(config["lateral"])
-    n_layers = len(spec.weight_names)
-    if uses_lateral and len(lateral.first_task) != n_layers:
-        raise ConfigError(f"lateral.first_task = {list(lateral.first_task)} (and per_task, hebbian_rate) must have "
-                          f"one entry per weight layer: {n_layers} for network.hidden = {list(spec.hidden_sizes)}")
-    if uses_lateral and lateral.copies > spec.batch_size:
-        raise ConfigError(f"lateral.copies = {lateral.copies} must not exceed network.batch_size = {spec.batch_size}")
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -223,17 +210,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             return _run(args)
         if args.command == "inspect":
-            from protocols.inspect_cmd import inspect_command
+            from hlopsim.protocols.reports.inspect import inspect_command
             return inspect_command(args.file, as_json=args.json)
         if args.command == "compare":
-            from protocols.compare_cmd import compare_command
+            from hlopsim.protocols.reports.compare import compare_command
             return compare_command(args.files, as_json=args.json)
         if args.command == "plot":
-            from protocols.plots import plot_command
+            from hlopsim.protocols.reports.plots import plot_command
             return plot_command(args.file, args.what, task=args.task, phase=args.phase, population=args.population,
                                 window=args.window, out=args.out)
         if args.command == "export":
-            from protocols.export import MissingDependencyError, export_command
+            from hlopsim.protocols.reports.export import MissingDependencyError, export_command
             try:
                 return export_command(args.file, nwb=args.nwb, overwrite=args.overwrite)
             except MissingDependencyError as err:  # pynwb not installed: one line, exit 2

@@ -1,156 +1,21 @@
 """Continual-learning metrics computed from an accuracy matrix.
 
-All functions take an accuracy matrix ``R`` of shape ``(N, N)`` where
-``R[i, j]`` is the test accuracy on task ``j`` measured after training
-task ``i``. Values may be fractions or percentages; the metrics are in
-the same unit as ``R``.
+All functions take an accuracy matrix ``R`` of shape ``(N, N)`` where ``R[i, j]`` is the test
+accuracy on task ``j`` measured after training task ``i``; the metrics are in the unit of ``R``:
 
-Only the entries a metric uses must be finite, so a matrix whose upper
-triangle (tasks not trained yet) is NaN is accepted. A matrix from an
-incomplete run whose last row is NaN is rejected; pass the leading
-block of rows and columns that was filled instead.
+- `average_accuracy` (ACC): ``mean_j R[N-1, j]``;
+- `backward_transfer` (BWT): ``mean_{j<N-1} (R[N-1, j] - R[j, j])``, negative when the network forgot;
+- `forgetting`: ``mean_{j<N-1} (max_{j<=i<N-1} R[i, j] - R[N-1, j])``;
+- `summarize`: the three as ``{"ACC", "BWT", "forgetting"}``;
+- `filled_tasks`: how many leading rows of a partly filled ``R`` were measured.
+
+Only the entries a metric uses must be finite. For a run that has not finished, pass the filled
+block ``R[:k, :k]`` with ``k = filled_tasks(R)``. The formulas are defined once, in the run-file
+package (whose reader summarises stored matrices without importing this layer), and re-exported
+here.
 """
 
-import numpy as np
+from hlopsim.sim.runfile._metrics import (average_accuracy, backward_transfer, filled_tasks, forgetting,
+                                          summarize)
 
-__all__ = ["average_accuracy", "backward_transfer", "forgetting", "summarize"]
-
-
-def _as_matrix(R):
-    """Return ``R`` as a float ``(N, N)`` array, or raise ValueError."""
-    R = np.asarray(R, dtype=np.float64)
-    if R.ndim != 2:
-        raise ValueError(
-            f"accuracy matrix must be 2-D, got {R.ndim}-D with shape {R.shape}"
-        )
-    if R.shape[0] != R.shape[1] or R.shape[0] == 0:
-        raise ValueError(
-            f"accuracy matrix must be square (N, N) with N >= 1, got shape {R.shape}"
-        )
-    return R
-
-
-def _check_finite(R, used, metric):
-    """Raise ValueError if an entry of ``R`` selected by mask ``used`` is not finite."""
-    bad = np.argwhere(used & ~np.isfinite(R))
-    if len(bad):
-        i, j = bad[0]
-        raise ValueError(
-            f"{metric}: R[{i}, {j}] is {R[i, j]}, expected a finite accuracy"
-        )
-
-
-def average_accuracy(R):
-    """Mean accuracy over all tasks after training the last task.
-
-    Parameters
-    ----------
-    R : array_like, shape (N, N)
-        Accuracy matrix, ``R[i, j]`` = accuracy on task ``j`` after task ``i``.
-
-    Returns
-    -------
-    float
-        ``mean_j R[N-1, j]``.
-
-    Raises
-    ------
-    ValueError
-        If ``R`` is not a non-empty square 2-D matrix or its last row is
-        not finite.
-    """
-    R = _as_matrix(R)
-    used = np.zeros(R.shape, dtype=bool)
-    used[-1, :] = True
-    _check_finite(R, used, "average_accuracy")
-    return float(R[-1].mean())
-
-
-def backward_transfer(R):
-    """Mean change of accuracy on earlier tasks since they were trained.
-
-    Parameters
-    ----------
-    R : array_like, shape (N, N)
-        Accuracy matrix, ``R[i, j]`` = accuracy on task ``j`` after task ``i``.
-
-    Returns
-    -------
-    float
-        ``mean_{j < N-1} (R[N-1, j] - R[j, j])``; negative values mean the
-        network forgot. ``0.0`` when ``N == 1``.
-
-    Raises
-    ------
-    ValueError
-        If ``R`` is not a non-empty square 2-D matrix or a used entry
-        (last row, diagonal) is not finite.
-    """
-    R = _as_matrix(R)
-    n = R.shape[0]
-    if n == 1:
-        return 0.0
-    used = np.eye(n, dtype=bool)
-    used[-1, :] = True
-    _check_finite(R, used, "backward_transfer")
-    earlier = np.arange(n - 1)
-    return float(np.mean(R[-1, earlier] - R[earlier, earlier]))
-
-
-def forgetting(R):
-    """Mean drop from the best earlier accuracy to the final accuracy.
-
-    For each task ``j < N-1`` the best accuracy is taken over the rows
-    ``j <= i < N-1``, i.e. after task ``j`` had been trained and before
-    the last task was trained.
-
-    Parameters
-    ----------
-    R : array_like, shape (N, N)
-        Accuracy matrix, ``R[i, j]`` = accuracy on task ``j`` after task ``i``.
-
-    Returns
-    -------
-    float
-        ``mean_{j < N-1} (max_{j <= i < N-1} R[i, j] - R[N-1, j])``;
-        ``0.0`` when ``N == 1``.
-
-    Raises
-    ------
-    ValueError
-        If ``R`` is not a non-empty square 2-D matrix or a used entry
-        (lower triangle including the diagonal) is not finite.
-    """
-    R = _as_matrix(R)
-    n = R.shape[0]
-    if n == 1:
-        return 0.0
-    _check_finite(R, np.tri(n, dtype=bool), "forgetting")
-    drops = [R[j : n - 1, j].max() - R[n - 1, j] for j in range(n - 1)]
-    return float(np.mean(drops))
-
-
-def summarize(R):
-    """All metrics of an accuracy matrix.
-
-    Parameters
-    ----------
-    R : array_like, shape (N, N)
-        Accuracy matrix, ``R[i, j]`` = accuracy on task ``j`` after task ``i``.
-
-    Returns
-    -------
-    dict
-        ``{"ACC": average_accuracy(R), "BWT": backward_transfer(R),
-        "forgetting": forgetting(R)}``.
-
-    Raises
-    ------
-    ValueError
-        As the individual metric functions.
-    """
-    return {
-        "ACC": average_accuracy(R),
-        "BWT": backward_transfer(R),
-        "forgetting": forgetting(R),
-    }
+__all__ = ["average_accuracy", "backward_transfer", "forgetting", "summarize", "filled_tasks"]

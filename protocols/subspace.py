@@ -50,8 +50,8 @@ import h5py
 import numpy as np
 from scipy.linalg import subspace_angles
 
-from data import SpikeTrains, prototype_mixture_rates, regular_encode, poisson_encode, top_subspace
-from protocols.config import to_text
+from hlopsim.data import SpikeTrains, prototype_mixture_rates, regular_encode, poisson_encode, top_subspace
+from hlopsim.protocols.experiment.config import to_text
 
 CIRCUITS = ("graded", "spiking", "discrete")
 SWEEP_KEYS = ("rate_scale", "presentation")   # [sweep] keys: lateral.rate_scale, network.presentation
@@ -107,24 +107,17 @@ def _references(rates: list[np.ndarray], frozen_after_first: np.ndarray, rank: i
 
 def _brian_specs(kind: str, config: dict, projection: str = "closed-form"):
     """The `NetworkSpec` (no hidden layer) and `LateralSpec` of one Brian2 circuit run."""
-    from brian2 import Hz, second
-    from models.from_config import network_spec
-    from models.lateral import LateralSpec
-    from models.quantities import parse_quantity
+    from hlopsim.models.from_config import lateral_spec, network_spec
 
     s, lat = config["stream"], config["lateral"]
     net_section = dict(config["network"], hidden=[], init_gain=1.0, tau_m="100 ms", v_threshold="20 mV")
     spec = network_spec(net_section, s["inputs"], 2)
-    rate_key = "spiking_hebbian_rate" if kind == "spiking" else "hebbian_rate"
-    spiking = {} if kind != "spiking" else {
-        "rate_scale": parse_quantity(lat["rate_scale"], Hz, name="lateral.rate_scale", positive=True),
-        "trace_tau": parse_quantity(lat["trace_tau"], second, name="lateral.trace_tau", positive=True)}
-    lateral = LateralSpec(first_task=(s["rank"],), per_task=(s["rank"],),
-                          hebbian_rate=(parse_quantity(lat[rate_key], Hz, name=f"lateral.{rate_key}",
-                                                       positive=True),), **spiking,
-                          dt=parse_quantity(lat["dt"], second, name="lateral.dt", positive=True),
-                          window=parse_quantity(lat["window"], second, name="lateral.window", positive=True),
-                          copies=lat["copies"], neuron=kind, projection=projection)
+    section = {"first_task": [s["rank"]], "per_task": [s["rank"]], "hebbian_rate": [lat["hebbian_rate"]],
+               "spiking_hebbian_rate": [lat["spiking_hebbian_rate"]], "dt": lat["dt"], "window": lat["window"],
+               "copies": lat["copies"], "neuron": kind, "projection": projection}
+    if kind == "spiking":
+        section.update(rate_scale=lat["rate_scale"], trace_tau=lat["trace_tau"])
+    lateral = lateral_spec(section)
     return spec, lateral
 
 
@@ -137,7 +130,7 @@ def run_brian_circuit(kind: str, config: dict, rates: list[np.ndarray], seed: in
     ``run_overhead``, three runs of no samples follow the timed run (median: `Trace.run_overhead`).
     """
     from brian2 import Hz, second
-    from sim.network import SimNetwork
+    from hlopsim.sim.network import SimNetwork
 
     s = config["stream"]
     spec, lateral = _brian_specs(kind, config, projection)
@@ -198,8 +191,8 @@ def sweep_points(config: dict) -> list[dict]:
     spiking circuit cannot simulate; nothing has run or been written then.
     """
     from brian2 import Hz, ms
-    from models.quantities import parse_quantity
-    from sim.spiking_lateral import check_spiking_settings
+    from hlopsim.models.quantities import parse_quantity
+    from hlopsim.sim.spiking_lateral import check_spiking_settings
 
     sweep = config.get("sweep", {})
     values = {key: list(sweep.get(key) or []) for key in SWEEP_KEYS}
@@ -232,7 +225,7 @@ def _with_setting(config: dict, point: dict) -> dict:
 def run_sweep_point(config: dict, point: dict, rates: list[np.ndarray], seed: int) -> Trace:
     """The spiking circuit at one sweep point: an untimed warm-up batch, then the timed run."""
     from brian2 import Hz, second
-    from sim.network import SimNetwork
+    from hlopsim.sim.network import SimNetwork
 
     config = _with_setting(config, point)
     spec, lateral = _brian_specs("spiking", config, "neural")
@@ -249,10 +242,10 @@ def run_sweep_point(config: dict, point: dict, rates: list[np.ndarray], seed: in
 
 def run_discrete(config: dict, rates: list[np.ndarray], seed: int) -> Trace:
     """The authors' discrete rule (a Numba kernel) on the same rates, in spikes per step."""
-    from sim.kernels import oja_discrete
+    from hlopsim.sim.kernels import oja_discrete
 
     s, d = config["stream"], config["discrete"]
-    from models.quantities import parse_quantity
+    from hlopsim.models.quantities import parse_quantity
     from brian2 import Hz, second
     scale = float(parse_quantity(config["network"]["input_max_rate"], Hz, name="network.input_max_rate",
                                  positive=True) / Hz) * float(parse_quantity(config["network"]["dt"], second,
@@ -295,7 +288,7 @@ def _record(trace: Trace, presented: int, task: int, H_task: np.ndarray, referen
 
 def run_subspace(config: dict, out: Path, *, overwrite: bool = False) -> list[Trace]:
     """Run every configured circuit on the same two streams; write ``out`` (HDF5) and its PNG."""
-    from sim import prefs
+    from hlopsim.sim import prefs
 
     circuits = config["protocol"]["circuits"]
     for kind in circuits:
@@ -331,7 +324,7 @@ def _write(out: Path, config: dict, traces: list[Trace], sweep: list[Trace]) -> 
     """Circuits as ``/<circuit>/…``; sweep points as ``/sweep/<i>/…`` (same datasets) and one row each
     in the ``/sweep`` summary datasets."""
     from brian2 import Hz, ms
-    from models.quantities import parse_quantity
+    from hlopsim.models.quantities import parse_quantity
 
     with h5py.File(out, "w") as f:
         f.attrs.update({"format": "hlopsim-subspace", "format_version": 1, "config": to_text(config)})

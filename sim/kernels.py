@@ -34,6 +34,8 @@ output_credit
     Softmax cross-entropy credit on rate-coded logits.
 hidden_credit
     Rate-based credit through an integrate-and-fire rate map.
+hidden_credit_slope
+    Rate-based credit through a tabulated rate map (a measured transfer curve's slope).
 oja_discrete
     Discrete Hebbian (Oja subspace) rule with momentum and clipping, for the
     plastic rows of the lateral-weight matrix ``H``.
@@ -58,6 +60,8 @@ __all__ = [
     "output_credit_numpy",
     "hidden_credit",
     "hidden_credit_numpy",
+    "hidden_credit_slope",
+    "hidden_credit_slope_numpy",
     "oja_discrete",
     "oja_discrete_numpy",
     "reduce_shared_weights",
@@ -125,6 +129,22 @@ def _check_hidden_credit(W_next, delta_next, u, threshold):
         raise ValueError("hidden_credit: threshold must be > 0")
 
 
+def _check_hidden_credit_slope(W_next, delta_next, u, drive, slope):
+    if W_next.ndim != 2 or delta_next.ndim != 2 or u.ndim != 2:
+        raise ValueError("hidden_credit_slope: W_next, delta_next and u must be 2-D")
+    if delta_next.shape[1] != W_next.shape[0]:
+        raise ValueError("hidden_credit_slope: delta_next (B, m) must match W_next (m, n)")
+    if u.shape[1] != W_next.shape[1]:
+        raise ValueError("hidden_credit_slope: u (B, n) must match W_next (m, n)")
+    if u.shape[0] != delta_next.shape[0]:
+        raise ValueError("hidden_credit_slope: delta_next (B, m) and u (B, n) need the same B")
+    if drive.ndim != 1 or slope.ndim != 1 or drive.shape[0] != slope.shape[0] or drive.shape[0] < 2:
+        raise ValueError("hidden_credit_slope: drive and slope must be 1-D of the same length >= 2")
+    for k in range(drive.shape[0] - 1):
+        if not drive[k + 1] > drive[k]:
+            raise ValueError("hidden_credit_slope: drive must be strictly increasing")
+
+
 def _check_oja_discrete(H, X, velocity, rows_start, n_iter, clip):
     if H.ndim != 2 or X.ndim != 2 or velocity.ndim != 2:
         raise ValueError("oja_discrete: H, X and velocity must be 2-D")
@@ -153,6 +173,7 @@ _check_project_out_py, _check_project_out_nb = _dual(_check_project_out)
 _check_projected_update_py, _check_projected_update_nb = _dual(_check_projected_update)
 _check_output_credit_py, _check_output_credit_nb = _dual(_check_output_credit)
 _check_hidden_credit_py, _check_hidden_credit_nb = _dual(_check_hidden_credit)
+_check_hidden_credit_slope_py, _check_hidden_credit_slope_nb = _dual(_check_hidden_credit_slope)
 _check_oja_discrete_py, _check_oja_discrete_nb = _dual(_check_oja_discrete)
 _check_reduce_shared_weights_py, _check_reduce_shared_weights_nb = _dual(
     _check_reduce_shared_weights
@@ -552,6 +573,76 @@ def hidden_credit_numpy(W_next, delta_next, u, threshold):
     return np.where(inside, (delta_next @ W_next) * g, 0.0)
 
 
+@numba.njit(**_JIT)
+def hidden_credit_slope(W_next, delta_next, u, drive, slope):
+    """Back-propagate credit through a tabulated rate map.
+
+    A neuron whose rate per step is ``r(u)`` for a mean input ``u`` per step
+    (a measured transfer curve) passes credit ``dL/du = (dL/dr) r'(u)``.
+    With the next layer's input ``v = r W_next^T``:
+
+    ``delta = (delta_next @ W_next) * g(u)``,
+
+    ``g`` the piecewise-linear interpolation of ``slope`` sampled at
+    ``drive`` (``np.interp`` semantics), and ``g = 0`` outside
+    ``[drive[0], drive[-1]]`` (and for NaN ``u``).
+
+    Parameters
+    ----------
+    W_next : ndarray, shape (m, n), float64
+        Weights from this layer (n neurons) to the next (m neurons).  Read only.
+    delta_next : ndarray, shape (B, m), float64
+        Credit ``dL/dv`` of the next layer.  Read only.
+    u : ndarray, shape (B, n), float64
+        Mean input per time step of this layer's neurons.  Read only.
+    drive : ndarray, shape (N,), float64
+        Strictly increasing inputs at which ``slope`` is sampled (units of
+        ``u``), ``N >= 2``.  Read only.
+    slope : ndarray, shape (N,), float64
+        ``r'(drive)``.  Read only.
+
+    Returns
+    -------
+    delta : ndarray, shape (B, n), float64
+        New array, ``dL/du``.
+
+    Raises
+    ------
+    ValueError
+        If shapes are inconsistent or ``drive`` is not strictly increasing.
+    """
+    _check_hidden_credit_slope_nb(W_next, delta_next, u, drive, slope)
+    n = W_next.shape[1]
+    B = u.shape[0]
+    N = drive.shape[0]
+    lo = drive[0]
+    hi = drive[N - 1]
+    out = np.empty((B, n), dtype=np.float64)
+    _matmul_into(delta_next, W_next, out)  # delta_next @ W_next
+    for b in range(B):
+        for j in range(n):
+            x = u[b, j]
+            if not (x >= lo and x <= hi):
+                out[b, j] = 0.0
+                continue
+            if x == hi:
+                g = slope[N - 1]
+            else:
+                # largest k with drive[k] <= x (binary search), then linear interpolation
+                k = np.searchsorted(drive, x, side="right") - 1
+                g = (slope[k + 1] - slope[k]) / (drive[k + 1] - drive[k]) * (x - drive[k]) + slope[k]
+            out[b, j] = out[b, j] * g
+    return out
+
+
+def hidden_credit_slope_numpy(W_next, delta_next, u, drive, slope):
+    """Plain-numpy twin of :func:`hidden_credit_slope`."""
+    _check_hidden_credit_slope_py(W_next, delta_next, u, drive, slope)
+    inside = (u >= drive[0]) & (u <= drive[-1])
+    g = np.where(inside, np.interp(np.where(inside, u, drive[0]), drive, slope), 0.0)
+    return (delta_next @ W_next) * g
+
+
 # ---------------------------------------------------------------------------
 # 4. Discrete Hebbian subspace rule (HLOP lateral weights)
 # ---------------------------------------------------------------------------
@@ -828,6 +919,7 @@ KERNEL_PAIRS = {
     "projected_update": (projected_update, projected_update_numpy),
     "output_credit": (output_credit, output_credit_numpy),
     "hidden_credit": (hidden_credit, hidden_credit_numpy),
+    "hidden_credit_slope": (hidden_credit_slope, hidden_credit_slope_numpy),
     "oja_discrete": (oja_discrete, oja_discrete_numpy),
     "reduce_shared_weights": (reduce_shared_weights, reduce_shared_weights_numpy),
     "segment_spikes": (segment_spikes, segment_spikes_numpy),

@@ -7,7 +7,8 @@ or the whole batch with the neural projection, see below):
   ``x += 1/n_steps`` per spike, so at the end of a presentation ``x`` equals the presynaptic rate
   in spikes per step — the same ``a`` the supervised update uses. ``xhat`` is the feedback.
 - ``<name>_y``  (C·K graded units): ``y = Σ_j H_ij x_j``, instantaneous (a rate neuron without lag,
-  so Hebbian and anti-Hebbian terms see the same moment — method.md §3).
+  so Hebbian and anti-Hebbian terms see the same moment; a lagging ``y`` or ``xhat`` would make the two
+  terms average different moments and settle at a scaled ``H``, see docs/design.md).
 
 Synapses (lateral clock ``dt_L``):
 
@@ -24,7 +25,7 @@ Sign coding: graded units carry signed values directly (``y`` and ``H`` may be n
 
 Decorrelated plasticity (``lateral.decorrelate = true``). Oja's rule moves ``H`` towards a direction
 of the input at a rate proportional to that direction's variance, and the strongest direction caps
-``η``, so the weak directions of a task are learned slowly (README, "Why 3 epochs"). With
+``η``, so the weak directions of a task are learned slowly. With
 decorrelation the postsynaptic factor of the plasticity is ``z = P y`` instead of ``y``, computed
 by ``<name>_decorrelate`` (synapses among the subspace neurons grown at the same task, weights
 ``P``, ``z_post = P y_pre`` summed). For the current task's ``k`` neurons
@@ -32,10 +33,8 @@ by ``<name>_decorrelate`` (synapses among the subspace neurons grown at the same
 steps, ``m = tr C / k`` and ``μ`` = ``lateral.decorrelation_floor``. ``C`` and ``P`` are updated at every
 plastic lateral step *before* ``z`` is computed (`_decorrelation_step`, between ``y = Hx`` and
 ``z = P y``), so ``C`` always includes the current step's ``y``: a direction in which the step's samples
-have variance ``λ`` then moves at most at the rate ``η m λ / (λ + μ m) < η m`` measured on these very
-samples, which keeps the raised η that decorrelation allows stable from a task's first step. (With
-``P`` from the previous steps only, and ``P = I`` before the first, a circuit at 4× the plain η
-diverged in its second batch: permuted-digits, hidden [128, 128], seed 3, the readout's circuit.) The newest step weighs
+have variance ``λ`` then moves at most at the rate ``η m λ / (λ + μ m) < η m`` on these very
+samples, which keeps the raised η that decorrelation allows stable from a task's first step. The newest step weighs
 ``max(1/s, DECORRELATION_MEMORY)`` at the task's ``s``-th plastic step: a plain mean over the first
 steps, then an exponential average.
 The rule ``dH/dt = η z (x − Hᵀy)ᵀ`` has the same fixed points as Oja's (``P`` is invertible, so
@@ -49,7 +48,7 @@ copy of the batch and the feedback synapses compute a second summed variable
 are evaluated on the lateral clock, but the last network steps of a presentation come after its last
 lateral step, so `residual` makes the circuit take one more step of its two summed pathways
 (``y = Hx``, then ``xhat_old = H_oldᵀ y``) at the boundary, on the complete ``x``: then ``x = a`` and the
-residual equals the closed form up to floating-point summation order (measured: relative error ~1e-16).
+residual equals the closed form up to floating-point summation order (tested).
 
 Weight sharing across copies: every copy makes its own Euler step of ``H``; after each plastic step
 the changes are summed into the shared ``H`` (a Numba kernel) and all copies, forward and feedback,
@@ -64,9 +63,9 @@ from __future__ import annotations
 import numpy as np
 from brian2 import NetworkOperation, NeuronGroup, Quantity, Synapses, second
 
-from models.lateral import LateralSpec
-from sim.blocks import block_diagonal_indices, one_to_one_indices
-from sim.lateral_base import SharedSubspaceWeights, simulated_copies
+from hlopsim.models.lateral import LateralSpec
+from hlopsim.sim.blocks import block_diagonal_indices, one_to_one_indices
+from hlopsim.sim.lateral_base import SharedSubspaceWeights, simulated_copies
 
 # Weight of the newest plastic step in the running average C of y yᵀ (decorrelated plasticity): about
 # 20 steps, i.e. 5 presentations at the default window of 4 lateral steps.

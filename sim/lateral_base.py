@@ -19,7 +19,7 @@ supervised update of every sample takes its projected activity from that copy's 
 copies carry the same ``H`` and compute residuals but never learn, so ``H`` follows exactly the same
 trajectory as in closed-form mode for the same input (tested).
 
-The neural projection (method.md §5). During task ``t`` the circuit holds frozen neurons (old tasks)
+The neural projection (docs/design.md). During task ``t`` the circuit holds frozen neurons (old tasks)
 and plastic ones (task ``t``), all active. The supervised update must be projected with the frozen
 neurons only, so in neural mode each circuit has a second feedback variable ``x̂_old`` that sums the
 feedback of the neurons whose ``frozen`` flag is 1 (``x̂_old_j = Σ_i frozen_i H_ij y_i``), next to
@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.kernels import project_out, reduce_shared_weights
-from sim.row_measures import row_deviation
+from hlopsim.sim.kernels import project_out, reduce_shared_weights
+from hlopsim.sim.row_measures import row_deviation
 
 
 # Oja's rule keeps every row of H near unit norm (HHᵀ = I at its fixed points); a row this long means the

@@ -1,33 +1,62 @@
 """Rate-based supervised learning of the spiking network (in the spirit of DSR).
 
-Differentiation on spike representation: an integrate-and-fire neuron with subtractive reset fires
-``r = clip(u, 0, 1)`` spikes per step when its mean input per step is ``u`` (in units of the spike
-cost). The network's forward pass is the Brian2 simulation; the backward pass uses the measured
-rates ``a_l`` and this map:
+Differentiation on spike representation: a neuron's firing rate per step ``r = f(u)`` is a function of
+its mean input per step ``u`` (in units of the spike cost, the weight unit). For an integrate-and-fire
+neuron with subtractive reset ``f(u) = clip(u, 0, 1)``; for other models ``f`` is measured with Brian2
+(`sim.transfer`). The network's forward pass is the Brian2 simulation; the backward pass uses the
+measured rates ``a_l`` and the slope ``f'``:
 
 - mean input of layer l:   ``u_l = a_{l-1} W_lᵀ``
-- output credit:            ``δ_L = ∂CE(softmax(s · a_L), label) / ∂a_L`` (straight through the output map),
-  summed over the batch's samples and divided by the batch size
-- hidden credit:            ``δ_l = (δ_{l+1} W_{l+1}) ⊙ 1[0 < u_l < 1]``
+- output credit:            ``δ_L = ∂CE(softmax(s · a_L[head]), label) / ∂a_L`` (straight through the output
+  map; zero outside the head), summed over the batch's samples and divided by the batch size
+- hidden credit:            ``δ_l = (δ_{l+1} W_{l+1}) ⊙ f'(u_l)``, with ``f'(u) = 1[0 < u < 1]`` for the
+  integrate-and-fire map
 - weight update:            ``ΔW_l = −η δ_lᵀ (a_{l-1} − (a_{l-1} Hᵀ) H)`` with ``H`` the projection rows
   (none for plain fine-tuning; the frozen lateral neurons for HLOP), or ``ΔW_l = −η δ_lᵀ r_{l-1}`` with
-  ``r`` the residual read from the simulated lateral circuit (the neural projection, method.md §5).
+  ``r`` the residual read from the simulated lateral circuit (the neural projection).
 
 All arrays are float64 in units of the spike cost; the Numba kernels do the arithmetic.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from sim.kernels import hidden_credit, output_credit, projected_update
+from hlopsim.sim.kernels import hidden_credit, hidden_credit_slope, output_credit, projected_update
+
+if TYPE_CHECKING:
+    from hlopsim.sim.transfer import TransferCurve
+
+
+def _head_range(head, n_out: int) -> tuple[int, int]:
+    """``(start, stop)`` of a head slice of ``n_out`` outputs; ValueError unless contiguous and non-empty."""
+    if not isinstance(head, slice):
+        raise ValueError(f"head = {head!r} must be a slice of the output layer (or None)")
+    start, stop, step = head.indices(n_out)
+    if step != 1 or stop <= start or (head.stop is not None and head.stop > n_out):
+        raise ValueError(f"head = {head!r} must be a non-empty contiguous slice of the {n_out} outputs")
+    return start, stop
 
 
 def credit(weights: Sequence[np.ndarray], rates: Sequence[np.ndarray], labels: np.ndarray, valid: np.ndarray,
-           logit_scale: float) -> tuple[list[np.ndarray], float]:
+           logit_scale: float, transfer: "TransferCurve | None" = None,
+           head: slice | None = None) -> tuple[list[np.ndarray], float]:
     """Credit ``δ_l`` of every weight layer and the batch loss.
+
+    Output layer (``L``), over the outputs of ``head`` only (all outputs when None), with ``B`` the
+    batch size and ``V`` the valid rows::
+
+        p = softmax(logit_scale · a_L[:, head]),   δ_L[:, head] = logit_scale (p − onehot(label)) / B
+                                                    (valid rows; 0 elsewhere and outside the head)
+
+    Hidden layers, from the top down, with ``u_l = a_{l-1} W_lᵀ`` (spike costs per step)::
+
+        δ_l = (δ_{l+1} W_{l+1}) ⊙ f'(u_l)
+
+    ``f' = transfer.slope`` (a measured curve), or the integrate-and-fire indicator ``1[0 < u_l < 1]``
+    when ``transfer`` is None or the analytic map (then computed exactly as without a transfer).
 
     Parameters
     ----------
@@ -35,26 +64,53 @@ def credit(weights: Sequence[np.ndarray], rates: Sequence[np.ndarray], labels: n
     rates : list of ndarray, shape (B, n_l)
         Rates of every population, input first (spikes per step).
     labels : ndarray of int64, shape (B,)
-        Class of each row (any value for invalid rows).
+        Class of each row, counted within the head (0 … k−1 for a head of k outputs; the whole output
+        layer without a head); any value for invalid rows.
     valid : ndarray of bool, shape (B,)
     logit_scale : float
+    transfer : TransferCurve or None
+        Rate map of the neurons (`sim.transfer`); None: integrate-and-fire.
+    head : slice or None
+        Contiguous slice of the output layer that is the current task's head (multi-head protocols);
+        None: the whole output layer.
 
     Returns
     -------
     deltas : list of ndarray, shape (B, n_l)
         One per weight layer, in layer order.
     loss : float
-        Mean cross-entropy over valid rows.
+        Mean cross-entropy over valid rows (softmax over the head).
+
+    Raises
+    ------
+    ValueError
+        A head that is not a non-empty contiguous slice of the outputs, or a valid row's label outside it.
     """
-    delta, loss = output_credit(rates[-1], labels, logit_scale, valid)
+    if head is None:
+        delta, loss = output_credit(rates[-1], labels, logit_scale, valid)
+    else:
+        n_out = rates[-1].shape[1]
+        start, stop = _head_range(head, n_out)
+        width = stop - start
+        bad = np.asarray(valid, dtype=bool) & ((labels < 0) | (labels >= width))
+        if bad.any():
+            raise ValueError(f"label {int(labels[np.argmax(bad)])} of a valid row is outside head {head!r} "
+                             f"(labels count within the head: 0 … {width - 1})")
+        local, loss = output_credit(np.ascontiguousarray(rates[-1][:, start:stop]), labels, logit_scale, valid)
+        delta = np.zeros((local.shape[0], n_out))
+        delta[:, start:stop] = local
     # output_credit averages over the valid rows; rescale so the step is the sum over samples
     # divided by the full batch size: a last, partial batch of 3 samples must make a step 3/B as
     # large, not one as large as a whole batch (that overshoot measurably wrecked whole tasks).
     delta *= valid.sum() / len(valid)
     deltas = [delta]
+    tabulated = transfer is not None and not transfer.is_ideal
     for layer in range(len(weights) - 1, 0, -1):
         u = rates[layer - 1] @ weights[layer - 1].T
-        delta = hidden_credit(weights[layer], delta, u, 1.0)
+        if tabulated:
+            delta = hidden_credit_slope(weights[layer], delta, u, transfer.drive, transfer.gain)
+        else:
+            delta = hidden_credit(weights[layer], delta, u, 1.0)
         deltas.append(delta)
     return deltas[::-1], loss
 

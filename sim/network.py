@@ -6,7 +6,7 @@ Many samples share one Brian2 run. The network is instantiated ``batch_size`` ti
 spike counts of the finished batch, hands them to the learning rule, writes the updated weights
 into all copies, synchronises the lateral circuits and resets the neurons ("reset dynamics, keep
 weights"). This amortises Brian2's per-step overhead over the batch instead of paying one
-``run()`` per sample (brian2-notes.md).
+``run()`` per sample (docs/design.md).
 """
 from __future__ import annotations
 
@@ -17,12 +17,13 @@ from typing import Callable
 import numpy as np
 from brian2 import Network, NetworkOperation, NeuronGroup, SpikeGeneratorGroup, SpikeMonitor, Synapses, second, volt
 
-from data.encoders import SpikeTrains
-from models.lateral import LateralSpec
-from models.network import NetworkSpec
-from sim.blocks import block_diagonal_indices_by_pre
-from sim.kernels import segment_spikes
-from sim.lateral import GradedLateralCircuit
+from hlopsim.data.encoders import SpikeTrains
+from hlopsim.models.lateral import LateralSpec
+from hlopsim.models.network import NetworkSpec
+from hlopsim.sim.blocks import block_diagonal_indices_by_pre
+from hlopsim.sim.kernels import segment_spikes
+from hlopsim.sim.lateral import GradedLateralCircuit
+from hlopsim.sim.transfer import transfer_for
 
 
 @dataclass
@@ -58,8 +59,12 @@ class RunActivity:
     counts : list of ndarray of int64, shape (S, n_l)
         Spike counts per population (input first).
     scores : ndarray, shape (S, n_out)
-        Output decision variable: spike count plus the remaining membrane potential in units of
-        the spike cost (breaks ties between equal counts).
+        Output decision variable: spike count plus the membrane potential's change over the
+        presentation in units of the spike cost, ``count + (v − v_start) / spike_cost`` with ``v_start``
+        the potential every presentation starts from (`NeuronModel.v_start`; 0 V for `lif`), which breaks
+        ties between equal counts. For a model that does not declare the integrate-and-fire map the
+        voltage term is clipped to [−1, 1]: its potential may swing by many spike costs (e.g. the
+        Izhikevich upstroke), and the term must not outweigh the count.
     spikes : dict
         Per population name, ``(sample, step, neuron)`` arrays of every spike when recording
         (step within the presentation), else empty.
@@ -97,6 +102,11 @@ class SimNetwork:
         return True from it to have them written into the simulation.
     lateral : list of GradedLateralCircuit
         One per weight layer (empty without a LateralSpec).
+    transfer : TransferCurve
+        The neurons' rate map the credit assignment should use (`sim.transfer.transfer_for`): the
+        analytic integrate-and-fire map for `lif`, otherwise measured once here, before any Brian2
+        object of the network exists (a model that cannot carry a rate code fails with a
+        `TransferError` before any training).
     net : brian2.Network
         The explicit network holding every object.
     """
@@ -112,8 +122,9 @@ class SimNetwork:
                 raise ValueError(f"lateral.copies = {lateral.copies} must not exceed network.batch_size = "
                                  f"{spec.batch_size}")
             if lateral.neuron == "spiking":
-                from sim.spiking_lateral import check_spiking_settings
+                from hlopsim.sim.spiking_lateral import check_spiking_settings
                 check_spiking_settings(lateral, spec.presentation, spec.dt)
+        self.transfer = transfer_for(spec.neuron, spec.dt, spec.n_steps)
         self.spec = spec
         self.record_spikes = record_spikes
         self.n_steps = spec.n_steps
@@ -129,6 +140,7 @@ class SimNetwork:
         for name, size in zip(names[1:], sizes[1:]):
             self.groups.append(NeuronGroup(batch * size, model.equations, threshold=model.threshold,
                                            reset=model.reset, method=model.method, name=name, dt=spec.dt,
+                                           refractory=model.refractory if model.refractory is not None else False,
                                            namespace=dict(model.parameters)))
         self.synapses = []
         self.weights = []
@@ -137,9 +149,9 @@ class SimNetwork:
             n_pre, n_post = sizes[layer], sizes[layer + 1]
             syn = Synapses(self.groups[layer], self.groups[layer + 1], "w : volt", on_pre="v_post += w",
                            dt=spec.dt, name=name)
-            # (copy, pre, post) order: a spike's synapses are contiguous in memory. Propagating the input
-            # spikes, the largest part of a run, takes 0.75 s instead of 1.15 s in (copy, post, pre) order
-            # (`benchmarks/throughput.py --profile`), with bit-identical results (README)
+            # (copy, pre, post) order: a spike's synapses are contiguous in memory, which makes propagating
+            # the input spikes (the largest part of a run) faster than (copy, post, pre) order, with
+            # bit-identical results (docs/benchmarks.md)
             pre, post = block_diagonal_indices_by_pre(batch, n_pre, n_post)
             syn.connect(i=pre, j=post)
             self.synapses.append(syn)
@@ -147,6 +159,8 @@ class SimNetwork:
             # a (batch, n_post, n_pre) view of the synaptic weights, whatever their order in memory
             self._weight_views.append(syn.variables["w"].get_value().reshape(batch, n_pre, n_post).transpose(0, 2, 1))
         self._spike_cost = float(model.spike_cost / volt)
+        self._v_start = float(model.v_start / volt)
+        self._clip_scores = model.transfer != "integrate-and-fire"
         self.push_weights()
 
         self.monitors = {}
@@ -156,7 +170,7 @@ class SimNetwork:
         self.lateral: list[GradedLateralCircuit] = []
         if lateral is not None:
             if lateral.neuron == "spiking":
-                from sim.spiking_lateral import SpikingLateralCircuit as circuit_class
+                from hlopsim.sim.spiking_lateral import SpikingLateralCircuit as circuit_class
             else:
                 circuit_class = GradedLateralCircuit
             for layer, name in enumerate(spec.weight_names):
@@ -268,7 +282,10 @@ class SimNetwork:
             rates.append(counts / self.n_steps)
         output = self.groups[-1]
         v_out = np.asarray(output.v_[:]).reshape(batch_size, -1)
-        run["scores"][rows] = run["counts"][-1][rows] + v_out / self._spike_cost
+        surplus = (v_out - self._v_start) / self._spike_cost
+        if self._clip_scores:
+            surplus = np.clip(surplus, -1.0, 1.0)
+        run["scores"][rows] = run["counts"][-1][rows] + surplus
         samples = np.arange(k * batch_size, (k + 1) * batch_size)
         samples[samples >= run["n_samples"]] = -1
         if self._lateral_on:

@@ -19,7 +19,7 @@ def configure(target: str = "cython", *, log_level: str = "WARNING") -> None:
     target : {"numpy", "cython"}
         Code-generation target. ``numpy`` starts instantly (used by the fast tests); ``cython``
         compiles each code object once (a few seconds each, cached in ``~/.cython/brian_extensions``)
-        and then runs 2–3× faster.
+        and then runs faster per step.
     log_level : str
         Brian2 console log level.
     """
@@ -28,7 +28,7 @@ def configure(target: str = "cython", *, log_level: str = "WARNING") -> None:
     brian2.prefs.codegen.target = target
     brian2.prefs.logging.console_log_level = log_level
     # Our batches are small: keep numpy's arrays in float64 and BLAS on one thread; on 2 shared
-    # cores 2-thread runs collapsed under contention (brian2-notes.md) and varied 2x run to run.
+    # cores a second BLAS thread competes with Brian2 and the recorder's writer thread for the cores.
     brian2.prefs.core.default_float_dtype = brian2.float64
     # numpy has started OpenBLAS by now, so an environment variable would come too late.
     threadpool_limits(limits=1)

@@ -1,19 +1,19 @@
 """How far a lateral circuit's weight rows are from what Oja's subspace rule settles to (numpy only).
 
 Oja's rule drives the rows ``H`` of a task's subspace neurons to an orthonormal basis of the
-principal subspace of that task's activity (method.md §2). Rows that end a task far from
+principal subspace of that task's activity (docs/design.md). Rows that end a task far from
 orthonormal mean the rule had not settled — in practice, a Hebbian rate close to the circuit's
 stability bound, where the rows oscillate without blowing up (a blow-up is caught by
 `sim.lateral_base.SharedSubspaceWeights.check_stable`). Importable without Brian2 or Numba, so that
-`protocols.analysis` can judge the rows stored in a run file.
+`sim.runfile` can judge the rows stored in a run file.
 """
 from __future__ import annotations
 
 import numpy as np
 
 # Rows further than this from orthonormal (per row, see `row_deviation`) are reported as unsettled.
-# Measured on permuted-digits: graded circuits 0.002–0.015 per task, spiking circuits up to 0.094;
-# a hidden-layer circuit that oscillated and then lost its task (init_gain 3, seed 3) 0.31–0.95.
+# Settled circuits on permuted-digits end far below it, and a hidden-layer circuit that oscillated and then
+# lost its task far above it (docs/results.md, "Two guards").
 UNSETTLED_ROW_DEVIATION = 0.2
 
 

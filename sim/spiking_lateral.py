@@ -6,7 +6,7 @@ of learning grows with the subspace units' spikes, not with synapses × steps.
 
 What is computed (``x`` = presynaptic activity in spikes per network step, as in the graded circuit):
 ``y = H x`` (signed), the feedback ``x̂ = Hᵀ y``, the residual ``r = x − x̂``, and Oja's subspace rule in
-synapse form ``dH_ij/dt = η · y_i · r_j`` (method.md §2–3).
+synapse form ``dH_ij/dt = η · y_i · r_j`` (docs/design.md).
 
 Sign coding — ON/OFF pairs. Subspace neuron ``i`` is two spiking units made from one neuron model
 (`models.subspace_neurons`; every model variable renamed ``v → v_on / v_off``). The ON unit is driven by
@@ -61,16 +61,16 @@ around the learning pathways (pathway ``order``: drive 0, first halves 1, learni
 Then what a spike reads in ``xhat_trace`` (its own spikes and everyone else's) matches what it reads in
 ``x_trace`` through the same integrated drive, and the Hebbian and anti-Hebbian terms balance exactly at
 ``HHᵀ = I``. Read before (after) the step's own spike, ``r`` is off by half a spike, which for units firing a
-few spikes per presentation unbalances the two terms by 15–25 % at the PCA fixed point (measured; with
-the midpoint rule < 1 %).
+few spikes per presentation unbalances the two terms at the PCA fixed point; the midpoint rule balances
+them (docs/results.md, "The spiking circuit's timing and stability").
 
 Weight sharing across copies: every copy changes its own synapses; every ``lateral.dt`` inside the
 plasticity window, and at the end of every presentation, the changes are summed into the shared ``H``
 (`sim.kernels.reduce_shared_weights`) and all copies are set to it (only the inputs whose weights can
 have changed: `SpikingLateralCircuit._live_columns`). Because the
 traces integrate the presentation, the copies' merged change reaches the feedback with a delay; the
-circuit is stable for roughly ``η · window · copies · λ_max(E[x xᵀ]) < 1.5`` (unstable above ~2,
-measured), a smaller ``η`` than the graded circuit tolerates.
+circuit is stable for roughly ``η · window · copies · λ_max(E[x xᵀ]) < 1.5`` (docs/results.md), a
+smaller ``η`` than the graded circuit tolerates.
 Growth: all neurons a run will ever need are allocated at build time with ``H = 0`` (silent); a new
 task's neurons get orthonormal initial rows orthogonal to the frozen ones and ``plastic = 1``; at the
 end of the task they freeze. Same draws from ``rng`` as the graded circuit.
@@ -84,9 +84,8 @@ neuron ``i`` if it is frozen, in the feedback's first-half pathways). At the end
 n_steps)`` the frozen neurons' spike-count code of ``H_old a``, so ``x_sum − xhat_old ≈ a_⊥``. Two errors
 remain: the spike counts are the rounded integrated drive (±½ spike per neuron, relative error ∝
 1/rate_scale) and the presynaptic spikes of the last step have reached the relays but not yet the
-subspace units (one-step relay delay, ∝ 1/n_steps). Measured on the test stream (20 inputs, 3 frozen +
-3 plastic neurons, 40 steps): relative error 8.1 % at ``rate_scale`` 300 Hz, 4.0 % at 600 Hz, of which
-the delay alone accounts for 2.8 % (tests/test_neural_projection.py).
+subspace units (one-step relay delay, ∝ 1/n_steps). tests/test_neural_projection.py bounds the error;
+docs/results.md ("The neural projection") gives its size against ``rate_scale``.
 """
 from __future__ import annotations
 
@@ -94,9 +93,9 @@ import numpy as np
 from brian2 import Equations, NetworkOperation, NeuronGroup, Quantity, Synapses, second
 from brian2.utils.stringtools import word_substitute
 
-from models.lateral import LateralSpec
-from sim.blocks import block_diagonal_indices, one_to_one_indices
-from sim.lateral_base import SharedSubspaceWeights, simulated_copies
+from hlopsim.models.lateral import LateralSpec
+from hlopsim.sim.blocks import block_diagonal_indices, one_to_one_indices
+from hlopsim.sim.lateral_base import SharedSubspaceWeights, simulated_copies
 
 
 def check_spiking_settings(spec: LateralSpec, presentation: Quantity, dt: Quantity) -> None:
@@ -107,6 +106,11 @@ def check_spiking_settings(spec: LateralSpec, presentation: Quantity, dt: Quanti
                          f"|y| = 1 with dt = {dt}; it must stay well below 1 per step")
     if not float(spec.trace_tau / dt) >= 1:
         raise ValueError(f"lateral.trace_tau = {spec.trace_tau} must be at least one time step ({dt})")
+    if spec.subspace_neuron.refractory is not None and float(spec.subspace_neuron.refractory) > 0:
+        # The ON and OFF units of a pair share one row of the group (custom events), which Brian2's
+        # refractoriness does not cover.
+        raise ValueError(f"lateral.subspace_neuron {spec.subspace_neuron.name!r}: refractory = "
+                         f"{spec.subspace_neuron.refractory} is not supported by the spiking circuit; expected none")
     window_steps = int(round(float(spec.window / dt)))
     if not 1 <= window_steps <= int(round(float(presentation / dt))):
         raise ValueError(f"lateral.window = {spec.window} must lie within the presentation ({presentation})")

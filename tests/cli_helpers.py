@@ -17,7 +17,7 @@ def cli_env() -> dict:
 
 def cli_command(*args) -> list[str]:
     """``python -m protocols.cli ARGS`` with this interpreter."""
-    return [sys.executable, "-m", "protocols.cli", *args]
+    return [sys.executable, "-m", "hlopsim", *args]
 
 
 # A protocol small enough for the fast tier: 2 tasks, 1 epoch, 128 training samples, numpy target.

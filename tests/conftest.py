@@ -5,7 +5,7 @@ The fast tier runs Brian2's numpy target (no compilation; CI starts with a cold 
 import brian2
 import pytest
 
-from sim import prefs
+from hlopsim.sim import prefs
 
 
 @pytest.fixture(autouse=True)

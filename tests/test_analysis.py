@@ -1,7 +1,7 @@
-"""`protocols.analysis` against a real run file written by ``hlopsim run`` (numpy target, tiny protocol).
+"""The run-file reader (`hlopsim.sim.runfile.RunFile`) against a real run file written by ``hlopsim run`` (numpy target, tiny protocol).
 
 Every expectation is recomputed here from the raw datasets with plain h5py, following the layout
-documented in `sim.recorder`; nothing of the project is mocked.
+documented in `hlopsim.sim.runfile.schema`; nothing of the project is mocked.
 """
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import h5py
 import numpy as np
 import pytest
 
-from protocols.analysis import RunFile, RunFileError, open_run
-from protocols.metrics import summarize
+from hlopsim.protocols.metrics import summarize
+from hlopsim.sim.runfile import RunFile, RunFileError, open_run
 
 from cli_helpers import tiny_runs
 
@@ -242,15 +242,15 @@ def test_missing_file_is_refused(tmp_path):
 
 
 def test_subspace_angles_against_known_subspaces(tmp_path):
-    """`protocols.plots.subspace_angles_by_layer` on a run file whose answers are known by construction.
+    """`protocols.reports.plots.subspace_angles_by_layer` on a run file whose answers are known by construction.
 
     Task 0's input rates lie in a 3-dimensional subspace A and its lateral rows are exactly the top-3
     right singular vectors of the recorded rate matrix (angles 0); task 1's rates lie in a subspace B
     orthogonal to A (other neurons: angles between the tasks 90°) and its rows are random (large
     angles).
     """
-    from protocols.plots import subspace_angles_by_layer
-    from sim.recorder import RunRecorder
+    from hlopsim.protocols.reports.plots import subspace_angles_by_layer
+    from hlopsim.sim.runfile import RunRecorder
 
     rng = np.random.default_rng(7)
     n, n_steps, n_seg, k = 12, 50, 40, 3

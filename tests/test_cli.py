@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from cli_helpers import cli_command, cli_env
-from protocols.config import load_protocol
+from hlopsim.protocols.experiment.config import load_protocol
 
 
 TINY = ["--tasks", "2", "--epochs", "1", "--quiet",

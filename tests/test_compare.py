@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 import pytest
 
-from protocols.metrics import summarize
+from hlopsim.protocols.metrics import summarize
 
 from cli_helpers import TINY, cli_command, cli_env, tiny_runs
 

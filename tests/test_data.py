@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from scipy.linalg import subspace_angles
 
-import data
-import data.encoders
-from data import (
+from hlopsim import data
+import hlopsim.data.encoders  # noqa: F401  (data.encoders below)
+from hlopsim.data import (
     SpikeTrains,
     load_digits,
     low_rank_rates,
@@ -15,7 +15,7 @@ from data import (
     poisson_encode,
     top_subspace,
 )
-from data.tasks import apply_permutation
+from hlopsim.data.tasks import apply_permutation
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
-"""`hlopsim export` (NWB via pynwb) and `protocols.export.to_neo_block` (neo) on a tiny run file
+"""`hlopsim export` (NWB via pynwb) and `protocols.reports.export.to_neo_block` (neo) on a tiny run file
 written by ``hlopsim run`` (numpy target). Everything read back is compared with what
-`protocols.analysis` reads from the run file. pynwb and neo are optional: the tests needing them
+`hlopsim.sim.runfile.RunFile` reads from the run file. pynwb and neo are optional: the tests needing them
 skip without them, and one test checks the one-line error when pynwb cannot be imported.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 import pytest
 
-from protocols.analysis import RunFileError, open_run
+from hlopsim.sim.runfile import RunFileError, open_run
 
 from cli_helpers import cli_command, cli_env
 
@@ -101,7 +101,7 @@ def test_nwb_round_trip(run_file, nwb_file):
         identifier = nwb.identifier
     assert list(pynwb.validate(path=str(nwb_file))) == []  # NWB schema check (pynwb >= 4.2 signature)
     # the identifier is stable: the same file exported again (in-process this time) gets the same one
-    from protocols.export import to_nwb
+    from hlopsim.protocols.reports.export import to_nwb
     again = to_nwb(run_file, nwb_file.with_name("again.nwb"))
     with pynwb.NWBHDF5IO(str(again), "r") as io:
         assert io.read().identifier == identifier
@@ -124,7 +124,7 @@ def test_neo_nwbio_reads_the_nwb_file(run_file, nwb_file):
 def test_incomplete_run_exports_its_complete_presentations(run_file, tmp_path):
     """A file cut as if killed while writing the last evaluation: only complete presentations."""
     pynwb = pytest.importorskip("pynwb")
-    from protocols.export import to_nwb
+    from hlopsim.protocols.reports.export import to_nwb
     cut = tmp_path / "cut.h5"
     shutil.copy(run_file, cut)
     with h5py.File(cut, "r+") as f:
@@ -147,7 +147,7 @@ def test_incomplete_run_exports_its_complete_presentations(run_file, tmp_path):
 
 def test_export_refuses_bad_outputs(run_file, tmp_path, capsys):
     pytest.importorskip("pynwb")
-    from protocols.cli import main
+    from hlopsim.protocols.cli import main
     existing = tmp_path / "existing.nwb"
     existing.write_bytes(b"keep me")
     cases = [
@@ -180,12 +180,12 @@ def test_export_without_pynwb_says_what_to_install(run_file, tmp_path):
                 return None
 
         sys.meta_path.insert(0, Block())
-        import protocols.export
-        from protocols.cli import main
+        import hlopsim.protocols.reports.export
+        from hlopsim.protocols.cli import main
         assert "pynwb" not in sys.modules and "neo" not in sys.modules
         try:
-            protocols.export.to_neo_block({str(run_file)!r})
-        except protocols.export.MissingDependencyError as err:
+            hlopsim.protocols.reports.export.to_neo_block({str(run_file)!r})
+        except hlopsim.protocols.reports.export.MissingDependencyError as err:
             assert "neo" in str(err) and "pip install" in str(err), err
         else:
             raise AssertionError("to_neo_block worked without neo")
@@ -205,7 +205,7 @@ def test_export_without_pynwb_says_what_to_install(run_file, tmp_path):
 def test_neo_block_one_segment_per_stage_and_phase(run_file):
     pq = pytest.importorskip("quantities")
     pytest.importorskip("neo")
-    from protocols.export import to_neo_block
+    from hlopsim.protocols.reports.export import to_neo_block
     with open_run(run_file) as run:
         block = to_neo_block(run)
         assert block.annotations["protocol"] == run.protocol and block.annotations["method"] == run.method
@@ -237,7 +237,7 @@ def test_neo_block_one_segment_per_stage_and_phase(run_file):
 
 def test_neo_block_selection(run_file):
     pytest.importorskip("neo")
-    from protocols.export import to_neo_block
+    from hlopsim.protocols.reports.export import to_neo_block
     block = to_neo_block(run_file, populations="output", phases=["test"], tasks=[1])
     assert [s.name for s in block.segments] == ["stage 0 test", "stage 1 test"]
     with open_run(run_file) as run:

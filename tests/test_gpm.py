@@ -5,10 +5,11 @@ import h5py
 import numpy as np
 import pytest
 
-from protocols.analysis import open_run
-from protocols.config import apply_overrides, load_protocol
-from protocols.continual import run_continual
-from protocols.methods import GPM, grow_basis, make_method
+from hlopsim.sim.runfile import open_run
+from hlopsim.protocols.experiment.config import apply_overrides, load_protocol
+from hlopsim.protocols.experiment.protocol import run_protocol
+from hlopsim.protocols.experiment.config import Experiment
+from hlopsim.protocols.experiment.methods import GPM, grow_basis
 
 TINY = ["protocol.tasks=2", "protocol.epochs=2", "data.train_size=128", "network.hidden=[16]",
         "network.batch_size=32", 'sim.target="numpy"', "gpm.threshold=0.9"]
@@ -42,14 +43,14 @@ def test_bad_threshold_is_refused():
         GPM(1.5)
     config = apply_overrides(load_protocol("permuted-digits"), ["gpm.threshold=0.0"])
     with pytest.raises(ValueError, match="gpm.threshold"):
-        make_method("gpm", config)
+        Experiment.from_config(config).method("gpm")
 
 
 def test_gpm_run_projects_out_its_recorded_bases(tmp_path):
     """A real 2-task run: task 1's weight change is orthogonal to the bases kept after task 0, and
     those bases hold ≥ threshold of task 0's last-epoch activity (recomputed from the recorded spikes)."""
     path = tmp_path / "gpm.h5"
-    result = run_continual(apply_overrides(load_protocol("permuted-digits"), TINY), "gpm", path, progress=False)
+    result = run_protocol(apply_overrides(load_protocol("permuted-digits"), TINY), "gpm", path, progress=False)
     assert np.all(np.isfinite(result.accuracy))
     with open_run(path) as run:
         for layer in run.weight_names:
@@ -91,7 +92,7 @@ def test_gpm_with_lateral_sizes_grows_the_circuits_counts(tmp_path):
     path = tmp_path / "gpm_counts.h5"
     config = apply_overrides(load_protocol("permuted-digits"),
                              [*TINY, 'gpm.basis_sizes="lateral"', "lateral.first_task=[3,4]", "lateral.per_task=[2,5]"])
-    run_continual(config, "gpm", path, progress=False)
+    run_protocol(config, "gpm", path, progress=False)
     with open_run(path) as run:
         counts = {task: [int(run.lateral(layer, task)[1].sum()) for layer in run.weight_names] for task in (0, 1)}
     assert counts == {0: [3, 4], 1: [5, 9]}
@@ -100,4 +101,4 @@ def test_gpm_with_lateral_sizes_grows_the_circuits_counts(tmp_path):
 def test_unknown_basis_sizes_is_refused():
     config = apply_overrides(load_protocol("permuted-digits"), ['gpm.basis_sizes="energy"'])
     with pytest.raises(ValueError, match="gpm.basis_sizes = 'energy'"):
-        make_method("gpm", config)
+        Experiment.from_config(config).method("gpm")

@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 import pytest
 
-from sim.recorder import FORMAT_VERSION
+from hlopsim.sim.runfile.schema import FORMAT_VERSION
 
 from cli_helpers import cli_command, cli_env, tiny_runs
 
@@ -67,7 +67,8 @@ def _assert_one_error_line(result, path, *must_contain):
 
 
 def test_protocols_do_not_import_brian2():
-    code = ("import sys, protocols.analysis, protocols.inspect_cmd, protocols.compare_cmd, protocols.plots, protocols.cli; "
+    code = ("import sys, hlopsim.sim.runfile, hlopsim.protocols.reports.inspect, hlopsim.protocols.reports.compare, "
+            "hlopsim.protocols.reports.plots, hlopsim.protocols.reports.export, hlopsim.protocols.cli; "
             "assert 'brian2' not in sys.modules, 'brian2 imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=cli_env(), timeout=60)
     assert proc.returncode == 0, proc.stderr
@@ -294,7 +295,7 @@ def test_bad_file_is_one_error_line(bad_files, bad_results, command, case):
 @pytest.mark.parametrize("case", list(BAD_PLOTS))
 def test_bad_plot_argument_is_one_error_line(runs, case, capsys):
     """In-process through ``protocols.cli.main`` (the console script's entry point)."""
-    from protocols.cli import main
+    from hlopsim.protocols.cli import main
 
     file, args, must_contain = BAD_PLOTS[case]
     before = sorted(p.name for p in runs.iterdir())

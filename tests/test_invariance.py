@@ -1,6 +1,6 @@
 """Invariants of real runs (numpy target, in-process): seeding, learning off, spike bookkeeping.
 
-Uses `protocols.continual.run_continual` for whole runs and `sim.network.SimNetwork` directly for
+Uses `protocols.experiment.protocol.run_protocol` for whole runs and `sim.network.SimNetwork` directly for
 the batch-level properties, with real Brian2 simulations and real HDF5 files under ``tmp_path``.
 """
 from __future__ import annotations
@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from brian2 import Hz, second, volt
 
-from data import load_digits, poisson_encode
-from models.from_config import lateral_spec, network_spec
-from protocols.config import apply_overrides, load_protocol
-from protocols.continual import run_continual
-from sim.network import SimNetwork
-from sim.recorder import RunRecorder
+from hlopsim.data import load_digits, poisson_encode
+from hlopsim.models.from_config import lateral_spec, network_spec
+from hlopsim.protocols.experiment.config import apply_overrides, load_protocol
+from hlopsim.protocols.experiment.protocol import run_protocol
+from hlopsim.sim.network import SimNetwork
+from hlopsim.sim.runfile import RunRecorder
 
 TINY = ["protocol.tasks=2", "protocol.epochs=1", "data.train_size=128", "network.hidden=[16]",
         "network.batch_size=32", "lateral.copies=8", "lateral.first_task=[4,4]", "lateral.per_task=[2,2]",
@@ -46,7 +46,7 @@ def seeded_runs(tmp_path_factory):
     runs = {}
     for label, seed in (("a", 0), ("b", 0), ("c", 1)):
         path = folder / f"{label}.h5"
-        result = run_continual(tiny_config(f"protocol.seed={seed}"), "hlop", path, progress=False)
+        result = run_protocol(tiny_config(f"protocol.seed={seed}"), "hlop", path, progress=False)
         runs[label] = (result, path)
     return runs
 
@@ -239,7 +239,7 @@ def test_consolidation_epochs_train_only_the_lateral_circuit(tmp_path):
     with lateral plasticity on and the supervised weights untouched (recorded as phase "consolidate")."""
     paths = {n: tmp_path / f"consolidation-{n}.h5" for n in (0, 2)}
     for n, path in paths.items():
-        run_continual(tiny_config(f"lateral.consolidation_epochs={n}"), "hlop", path, progress=False)
+        run_protocol(tiny_config(f"lateral.consolidation_epochs={n}"), "hlop", path, progress=False)
     plain, with_c = datasets(paths[0]), datasets(paths[2])       # same seed
     path = paths[2]
     # Task 0's training is identical (its orders are drawn before the consolidation's): same weights.
@@ -259,8 +259,8 @@ def test_consolidation_epochs_train_only_the_lateral_circuit(tmp_path):
         assert consolidate.sum() == 2 * 128
         assert set(epoch[consolidate]) == {1, 2}           # numbered after the training epoch (0)
     # finetune has no lateral circuit: the setting changes nothing
-    ft = run_continual(tiny_config("lateral.consolidation_epochs=2"), "finetune", None, progress=False)
-    ft0 = run_continual(tiny_config("lateral.consolidation_epochs=0"), "finetune", None, progress=False)
+    ft = run_protocol(tiny_config("lateral.consolidation_epochs=2"), "finetune", None, progress=False)
+    ft0 = run_protocol(tiny_config("lateral.consolidation_epochs=0"), "finetune", None, progress=False)
     assert np.array_equal(ft.accuracy, ft0.accuracy)
 
 
@@ -268,7 +268,7 @@ def test_consolidation_epochs_train_only_the_lateral_circuit(tmp_path):
 
 
 def test_group_test_sets_packs_consecutive_sets_up_to_the_limit():
-    from protocols.continual import group_test_sets
+    from hlopsim.protocols.experiment.loop import group_test_sets
     assert group_test_sets([450] * 5, limit=4041) == [[0, 1, 2, 3, 4]]
     assert group_test_sets([450] * 5, limit=1000) == [[0, 1], [2, 3], [4]]
     assert group_test_sets([450, 450], limit=100) == [[0], [1]]          # a set larger than the limit runs alone
@@ -281,7 +281,7 @@ def test_test_sets_in_one_run_give_the_same_file_as_one_run_per_set(tmp_path):
     files = {}
     for label, limit in (("together", 10_000), ("apart", 1)):
         path = tmp_path / f"{label}.h5"
-        result = run_continual(tiny_config("data.test_size=300"), "hlop", path, progress=False, test_run_samples=limit)
+        result = run_protocol(tiny_config("data.test_size=300"), "hlop", path, progress=False, test_run_samples=limit)
         files[label] = (result.accuracy, datasets(path))
     (acc_a, da), (acc_b, db) = files["together"], files["apart"]
     assert np.array_equal(acc_a, acc_b)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.linalg import subspace_angles
 
-from sim import kernels as kn
+from hlopsim.sim import kernels as kn
 
 RTOL = 1e-12
 ATOL = 1e-13
@@ -306,6 +306,64 @@ def test_hidden_credit_rejects_bad_input(fn):
         fn(np.zeros((3, 4)), np.zeros((2, 3)), np.zeros((2, 4)), 0.0)
     with pytest.raises(ValueError):
         fn(np.zeros((3, 4)), np.zeros((2, 3)), np.zeros((2, 5)), 1.0)
+
+
+# ---------------------------------------------------------------------------
+# hidden_credit_slope
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("m,n,B", [(5, 8, 4), (3, 6, 1), (10, 4, 7)])
+def test_hidden_credit_slope_matches_numpy_and_formula(m, n, B):
+    rng = np.random.default_rng(450 + m * n + B)
+    drive = np.linspace(-1.0, 4.0, 26)
+    slope = rng.uniform(0.0, 1.0, size=26)
+    W_next = rng.normal(size=(m, n))
+    delta_next = rng.normal(size=(B, m))
+    u = rng.uniform(-1.5, 4.5, size=(B, n))  # some outside the grid
+    u[0, 0] = drive[0]                         # the ends and a grid point exactly
+    u[-1, -1] = drive[-1]
+    u[0, 1] = drive[-1] + 0.25                 # one input beyond the grid for sure
+    if n > 2:
+        u[0, 2] = drive[7]
+    got = kn.hidden_credit_slope(W_next, delta_next, u, drive, slope)
+    ref = kn.hidden_credit_slope_numpy(W_next, delta_next, u, drive, slope)
+    np.testing.assert_allclose(got, ref, rtol=RTOL, atol=ATOL)
+    expect = np.zeros((B, n))
+    for b in range(B):
+        for j in range(n):
+            x = u[b, j]
+            if drive[0] <= x <= drive[-1]:
+                k = min(int(np.floor((x - drive[0]) / (drive[1] - drive[0]))), 24)
+                g = slope[k] + (slope[k + 1] - slope[k]) * (x - drive[k]) / (drive[k + 1] - drive[k])
+                expect[b, j] = sum(delta_next[b, i] * W_next[i, j] for i in range(m)) * g
+    np.testing.assert_allclose(got, expect, rtol=1e-10, atol=1e-12)
+    outside = (u < drive[0]) | (u > drive[-1])
+    assert np.all(got[outside] == 0.0) and outside.any()
+    assert got[0, 0] == pytest.approx((delta_next[0] @ W_next[:, 0]) * slope[0], rel=1e-12)
+    assert got[-1, -1] == pytest.approx((delta_next[-1] @ W_next[:, -1]) * slope[-1], rel=1e-12)
+
+
+def test_hidden_credit_slope_of_the_indicator_agrees_with_hidden_credit():
+    """A slope table that is 1 on (0, 1) and 0 elsewhere (edges 1e-9 wide) reproduces the IF kernel."""
+    rng = np.random.default_rng(5)
+    drive = np.array([-2.0, -1e-9, 0.0, 1e-9, 1.0 - 1e-9, 1.0, 1.0 + 1e-9, 3.0])
+    slope = np.array([0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0])
+    W_next, delta_next = rng.normal(size=(4, 9)), rng.normal(size=(6, 4))
+    u = rng.uniform(-0.5, 1.5, size=(6, 9))
+    np.testing.assert_allclose(kn.hidden_credit_slope(W_next, delta_next, u, drive, slope),
+                               kn.hidden_credit(W_next, delta_next, u, 1.0), rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("fn", [kn.hidden_credit_slope, kn.hidden_credit_slope_numpy])
+def test_hidden_credit_slope_rejects_bad_input(fn):
+    good = (np.zeros((3, 4)), np.zeros((2, 3)), np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="strictly increasing"):
+        fn(*good, np.array([0.0, 1.0, 1.0]), np.zeros(3))
+    with pytest.raises(ValueError, match="same length"):
+        fn(*good, np.array([0.0, 1.0, 2.0]), np.zeros(2))
+    with pytest.raises(ValueError, match="must match"):
+        fn(np.zeros((3, 4)), np.zeros((2, 3)), np.zeros((2, 5)), np.array([0.0, 1.0]), np.zeros(2))
 
 
 # ---------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The Brian2 lateral circuit learns the principal subspace of its input (method.md §2–4).
+"""The Brian2 lateral circuit learns the principal subspace of its input (docs/design.md).
 
 Driven by regular spike trains whose rates lie in a known low-dimensional subspace, the simulated
 synapses must end up spanning the top-k PCA subspace of the same rates, with orthonormal rows;
@@ -9,11 +9,11 @@ import pytest
 from brian2 import Hz, ms, mV
 from scipy.linalg import subspace_angles
 
-from data import prototype_mixture_rates, regular_encode, top_subspace
-from models.lateral import LateralSpec
-from models.network import NetworkSpec
-from models.neurons import lif
-from sim.network import SimNetwork
+from hlopsim.data import prototype_mixture_rates, regular_encode, top_subspace
+from hlopsim.models.lateral import LateralSpec
+from hlopsim.models.network import NetworkSpec
+from hlopsim.models.neurons import lif
+from hlopsim.sim.network import SimNetwork
 
 N_INPUTS, RANK = 20, 3
 MAX_RATE, DT, STEPS = 500.0, 1e-3, 40
@@ -21,7 +21,7 @@ MAX_RATE, DT, STEPS = 500.0, 1e-3, 40
 
 def circuit_network(first_task, per_task, rate=15 * Hz, **lateral_options):
     """A network whose input layer carries a lateral circuit; no supervised learning is run."""
-    spec = NetworkSpec(input_size=N_INPUTS, hidden_sizes=(), output_size=2, neuron=lif(), dt=DT * 1000 * ms,
+    spec = NetworkSpec(input_size=N_INPUTS, hidden=(), output_size=2, neuron=lif(), dt=DT * 1000 * ms,
                        presentation=STEPS * ms, input_max_rate=MAX_RATE * Hz, batch_size=32)
     lateral = LateralSpec(first_task=(first_task,), per_task=(per_task,), hebbian_rate=(rate,), dt=5 * ms,
                           window=20 * ms, copies=32, **lateral_options)
@@ -164,7 +164,7 @@ def test_decorrelation_learns_weak_directions_faster():
 
 def one_step_window_circuit(k, decorrelate):
     """A circuit whose plasticity window is one lateral step: one plastic step per presentation."""
-    spec = NetworkSpec(input_size=N_INPUTS, hidden_sizes=(), output_size=2, neuron=lif(), dt=1 * ms,
+    spec = NetworkSpec(input_size=N_INPUTS, hidden=(), output_size=2, neuron=lif(), dt=1 * ms,
                        presentation=STEPS * ms, input_max_rate=MAX_RATE * Hz, batch_size=32)
     lateral = LateralSpec(first_task=(k,), per_task=(k,), hebbian_rate=(15 * Hz,), dt=5 * ms, window=5 * ms,
                           copies=32, decorrelate=decorrelate)
@@ -229,8 +229,8 @@ def test_decorrelation_settings_are_checked():
 
 
 def test_decorrelation_is_read_from_the_protocol():
-    from models.from_config import lateral_spec
-    from protocols.config import apply_overrides, load_protocol
+    from hlopsim.models.from_config import lateral_spec
+    from hlopsim.protocols.experiment.config import apply_overrides, load_protocol
     section = apply_overrides(load_protocol("permuted-digits"),
                               ["lateral.decorrelate=true", "lateral.decorrelation_floor=0.5"])["lateral"]
     spec = lateral_spec(section)
@@ -244,8 +244,8 @@ def test_unsettled_rows_are_reported_when_the_task_ends(streams):
     the task and the setting to lower, and the run goes on (the rows still freeze)."""
     import warnings
 
-    from protocols.methods import HLOP, UnsettledCircuitWarning
-    from sim.row_measures import UNSETTLED_ROW_DEVIATION, row_deviation
+    from hlopsim.protocols.experiment.methods import HLOP, UnsettledCircuitWarning
+    from hlopsim.sim.row_measures import UNSETTLED_ROW_DEVIATION, row_deviation
 
     first, _ = streams
     net = circuit_network(RANK, RANK)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from protocols.metrics import average_accuracy, backward_transfer, forgetting, summarize
+from hlopsim.protocols.metrics import average_accuracy, backward_transfer, forgetting, summarize
 
 NAN = np.nan
 

@@ -1,4 +1,4 @@
-"""The neural projection (``lateral.projection = "neural"``, method.md §5): the supervised update takes
+"""The neural projection (``lateral.projection = "neural"``, docs/design.md): the supervised update takes
 its projected presynaptic activity from the simulated circuit's residual, with only the frozen subspace
 neurons feeding back; the closed form ``a − H_oldᵀ(H_old a)`` is the check.
 
@@ -21,14 +21,14 @@ import pytest
 from brian2 import Hz, ms
 
 from cli_helpers import cli_command, cli_env
-from data import prototype_mixture_rates, regular_encode, top_subspace
-from models.lateral import LateralSpec
-from models.network import NetworkSpec
-from models.neurons import lif
-from protocols.methods import HLOP
-from sim.kernels import project_out
-from sim.learning import NeuralResidual, apply_update
-from sim.network import SimNetwork
+from hlopsim.data import prototype_mixture_rates, regular_encode, top_subspace
+from hlopsim.models.lateral import LateralSpec
+from hlopsim.models.network import NetworkSpec
+from hlopsim.models.neurons import lif
+from hlopsim.protocols.experiment.methods import HLOP
+from hlopsim.sim.kernels import project_out
+from hlopsim.sim.learning import NeuralResidual, apply_update
+from hlopsim.sim.network import SimNetwork
 
 N_INPUTS, RANK, BATCH, COPIES = 20, 3, 32, 8
 
@@ -42,7 +42,7 @@ def streams():
 
 
 def network(neuron, projection="neural", rate_scale=300 * Hz, batch=BATCH, copies=COPIES):
-    spec = NetworkSpec(input_size=N_INPUTS, hidden_sizes=(), output_size=2, neuron=lif(), dt=1 * ms,
+    spec = NetworkSpec(input_size=N_INPUTS, hidden=(), output_size=2, neuron=lif(), dt=1 * ms,
                        presentation=40 * ms, input_max_rate=500 * Hz, batch_size=batch)
     lateral = LateralSpec(first_task=(RANK,), per_task=(RANK,), dt=5 * ms, window=20 * ms, copies=copies,
                           hebbian_rate=((3 if neuron == "spiking" else 15) * Hz,), neuron=neuron,
@@ -178,8 +178,8 @@ def test_residual_needs_neural_mode_and_a_running_circuit(streams):
 
 
 def test_projection_setting_is_parsed_and_checked():
-    from models.from_config import lateral_spec
-    from protocols.config import apply_overrides, load_protocol
+    from hlopsim.models.from_config import lateral_spec
+    from hlopsim.protocols.experiment.config import apply_overrides, load_protocol
 
     config = load_protocol("permuted-digits")
     assert lateral_spec(config["lateral"]).projection == "closed-form"

@@ -1,4 +1,5 @@
-"""Tests of sim.recorder on real HDF5 files, read back with plain h5py."""
+"""Tests of the run-file writer (`hlopsim.sim.runfile.RunRecorder`) and `read_checkpoint` on real
+HDF5 files, read back with plain h5py."""
 
 import json
 from pathlib import Path
@@ -10,9 +11,10 @@ import h5py
 import numpy as np
 import pytest
 
-from protocols.metrics import summarize
-from sim import recorder
-from sim.recorder import FORMAT, FORMAT_VERSION, RunRecorder
+from hlopsim.protocols.metrics import summarize
+from hlopsim.sim.runfile import RunFileError, RunRecorder, read_checkpoint
+from hlopsim.sim.runfile import writer
+from hlopsim.sim.runfile.schema import FORMAT, FORMAT_VERSION
 
 PROJECT = Path(__file__).resolve().parents[1]
 POPULATIONS = {"input": 20, "hidden": 5}
@@ -60,8 +62,8 @@ def write_run(path, run_blocks, complete=True):
 
 def test_schema_round_trip(tmp_path, monkeypatch):
     # small chunks so that blocks cross many chunk boundaries
-    monkeypatch.setattr(recorder, "SPIKE_CHUNK", 64)
-    monkeypatch.setattr(recorder, "SEGMENT_CHUNK", 2)
+    monkeypatch.setattr(writer, "SPIKE_CHUNK", 64)
+    monkeypatch.setattr(writer, "SEGMENT_CHUNK", 2)
     path = tmp_path / "run.h5"
     run_blocks = blocks()
     write_run(path, run_blocks)
@@ -131,7 +133,7 @@ def test_many_spikes_default_chunks(tmp_path):
     with h5py.File(path, "r") as f:
         steps = f["populations/input/spike_step"][:]
         neurons = f["populations/input/spike_neuron"][:]
-        assert f["populations/input/spike_step"].chunks == (recorder.SPIKE_CHUNK,)
+        assert f["populations/input/spike_step"].chunks == (writer.SPIKE_CHUNK,)
     assert len(steps) == 140_010
     order = np.lexsort((neurons, steps))
     np.testing.assert_array_equal(order, np.arange(len(steps)))
@@ -202,7 +204,7 @@ def test_killed_writer_leaves_completed_blocks(tmp_path):
         import os, signal, sys
         import numpy as np
         sys.path.insert(0, {str(PROJECT)!r})
-        from sim.recorder import RunRecorder
+        from hlopsim.sim.runfile import RunRecorder
         rec = RunRecorder.create({str(path)!r}, attrs={{"seed": 1}})
         rec.add_population("input", 20, "LIF", "input")
         n = 0
@@ -239,7 +241,7 @@ def test_writer_killed_mid_block_leaves_a_consistent_file(tmp_path, delay):
         import os, signal, sys, time
         import numpy as np
         sys.path.insert(0, {str(PROJECT)!r})
-        from sim.recorder import RunRecorder
+        from hlopsim.sim.runfile import RunRecorder
         rec = RunRecorder.create({str(path)!r}, attrs={{"seed": 1}})
         rec.add_population("input", 20, "LIF", "input")
         rng = np.random.default_rng(0)
@@ -348,9 +350,9 @@ def test_write_metrics_attrs_match_summarize(tmp_path):
     path = tmp_path / "run.h5"
     R = np.array([[0.9, 0.2, 0.1], [0.8, 0.85, 0.1], [np.nan] * 3])
     with RunRecorder.create(path, attrs={}) as rec:
-        rec.write_metrics(R)  # incomplete: row 1 is the last filled row
+        rec.write_metrics(R, summarize(R[:2, :2]))  # incomplete: row 1 is the last filled row
         R[2] = [0.7, 0.75, 0.9]  # then overwritten with the full matrix
-        rec.write_metrics(R, timings={"train_seconds": [1.5, 2.0, 2.5]})
+        rec.write_metrics(R, summarize(R), timings={"train_seconds": [1.5, 2.0, 2.5]})
     with h5py.File(path, "r") as f:
         metrics = f["metrics"]
         np.testing.assert_array_equal(metrics["accuracy_matrix"][:], R)
@@ -366,9 +368,9 @@ def test_write_metrics_incomplete_matrix(tmp_path):
     R[0] = [0.9, 0.2, 0.1]
     R[1, :2] = [0.8, 0.85]
     with RunRecorder.create(path, attrs={}) as rec:
-        rec.write_metrics(R)
+        rec.write_metrics(R, summarize(R[:2, :2]))
         with pytest.raises(ValueError, match="square"):
-            rec.write_metrics(np.zeros((2, 3)))
+            rec.write_metrics(np.zeros((2, 3)), summarize(R[:2, :2]))
     with h5py.File(path, "r") as f:
         metrics = f["metrics"]
         # R[:2, :2] = [[0.9, 0.2], [0.8, 0.85]]: ACC = 0.825, BWT = forgetting magnitude 0.1
@@ -421,3 +423,105 @@ def test_new_phase_names_in_blocks_queued_back_to_back(tmp_path):
         stored = json.loads(f["segments/phase"].attrs["phase_names"])
         decoded = [stored[code] for code in f["segments/phase"][:]]
     assert decoded == [name for name in names for _ in range(2)]
+
+
+def test_write_metrics_refuses_a_bad_summary(tmp_path):
+    R = np.array([[0.9, np.nan], [0.8, 0.85]])
+    good = summarize(R)
+    with RunRecorder.create(tmp_path / "run.h5", attrs={}) as rec:
+        for bad, message in (({k: v for k, v in good.items() if k != "BWT"}, "exactly the keys"),
+                             ({**good, "extra": 1.0}, "exactly the keys"),
+                             ([0.8, -0.1, 0.1], "got list"),
+                             ({**good, "ACC": "0.8"}, r"summary\['ACC'\] must be a real number"),
+                             ({**good, "forgetting": True}, r"summary\['forgetting'\] must be a real number")):
+            with pytest.raises(ValueError, match=message):
+                rec.write_metrics(R, bad)
+        rec.write_metrics(R, {"forgetting": np.float32(0.5), "ACC": 1, "BWT": -0.25})
+    with h5py.File(tmp_path / "run.h5", "r") as f:
+        attrs = f["metrics"].attrs
+        assert {k: attrs[k] for k in ("ACC", "BWT", "forgetting")} == {"ACC": 1.0, "BWT": -0.25, "forgetting": 0.5}
+        assert all(attrs[k].dtype == np.float64 for k in ("ACC", "BWT", "forgetting"))
+        assert attrs["tasks_evaluated"] == 2
+
+
+RESUMABLE = {"method": "hlop", "config": json.dumps({"protocol": {"tasks": 2}}), "dt": 1e-3,
+             "n_steps_per_presentation": 10}
+
+
+def write_checkpointed(path, complete=False, method="hlop", checkpoint=True):
+    """Task 0 finished and checkpointed, then half of task 1 recorded (one block, its weights)."""
+    rng = np.random.default_rng(4)
+    with RunRecorder.create(path, attrs={**RESUMABLE, "method": method}) as rec:
+        for name, n in POPULATIONS.items():
+            rec.add_population(name, n, model="LIF", role=name)
+        rec.append_block(*make_block(rng, 3, 10, {"input": 60, "hidden": 6}))
+        rec.write_weights("w_1", 0, np.ones((5, 20)))
+        if checkpoint:
+            rec.write_checkpoint(task=0, rng={"order": 17})
+        rec.append_block(*make_block(rng, 2, 10, {"input": 30, "hidden": 3}, task=1))
+        rec.write_weights("w_1", 1, np.zeros((5, 20)))
+        rec.close(complete=complete)
+
+
+def test_read_checkpoint_returns_config_method_and_state(tmp_path):
+    path = tmp_path / "run.h5"
+    write_checkpointed(path)
+    found = read_checkpoint(path)
+    assert found["config"] == {"protocol": {"tasks": 2}} and found["method"] == "hlop"
+    assert found["checkpoint"] == {"task": 0, "rng": {"order": 17}, "n_segments": 3,
+                                   "n_spikes": {"input": 60, "hidden": 6}}
+
+
+@pytest.mark.parametrize("case, message", [
+    ("complete", "is a complete run; nothing to resume"),
+    ("no checkpoint", "has no finished task to resume from; start the run again"),
+    ("gpm", "is a gpm run, which cannot be resumed (its bases are not checkpointed); start it again"),
+    ("other format", "is not an hlopsim run file"),
+    ("not hdf5", "is not an hlopsim run file"),
+    ("missing", "no such file"),
+])
+def test_read_checkpoint_refuses_with_one_line(tmp_path, case, message):
+    path = tmp_path / "run.h5"
+    if case in ("complete", "no checkpoint", "gpm"):
+        write_checkpointed(path, complete=case == "complete", method="gpm" if case == "gpm" else "hlop",
+                           checkpoint=case != "no checkpoint")
+    elif case == "other format":
+        with h5py.File(path, "w") as f:
+            f.attrs["format"] = "something-else"
+            f.create_group("checkpoint")
+    elif case == "not hdf5":
+        path.write_text("not a run file\n")
+    with pytest.raises(RunFileError) as error:
+        read_checkpoint(path)
+    text = str(error.value)
+    assert text.startswith(repr(str(path))) and message in text and "\n" not in text, text
+
+
+def test_resume_cuts_what_followed_the_checkpoint_and_continues(tmp_path):
+    path = tmp_path / "run.h5"
+    write_checkpointed(path)
+    rec, checkpoint = RunRecorder.resume(path)
+    assert checkpoint["task"] == 0 and rec.clock == 30
+    rng = np.random.default_rng(9)
+    with rec:
+        rec.append_block(*make_block(rng, 4, 5, {"input": 8, "hidden": 2}, task=1))
+    with h5py.File(path, "r") as f:
+        assert bool(f.attrs["complete"]) is True
+        assert {len(f["segments"][name]) for name in f["segments"]} == {7}
+        np.testing.assert_array_equal(f["segments/task"][:], [0, 0, 0, 1, 1, 1, 1])
+        np.testing.assert_array_equal(f["segments/start_step"][3:], [30, 35, 40, 45])
+        assert list(f["weights/w_1"]) == ["after_task_0"]
+        for name in POPULATIONS:
+            ends = f[f"populations/{name}/segment_end"][:]
+            assert len(ends) == 7 and ends[-1] == len(f[f"populations/{name}/spike_step"])
+        assert f["populations/input/segment_end"][2] == 60
+    with pytest.raises(RunFileError, match="complete run"):
+        RunRecorder.resume(path)
+
+
+def test_runfile_package_imports_neither_brian2_nor_protocols():
+    code = ("import sys; import hlopsim.sim.runfile; "
+            "bad = sorted(m for m in sys.modules if m == 'brian2' or m.startswith('hlopsim.protocols')); "
+            "assert not bad, bad")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr

@@ -17,7 +17,7 @@ TINY = ["--tasks", "3", "--epochs", "2", "--set", "data.train_size=256", "--set"
 
 
 def hlopsim(*args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "protocols.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "hlopsim", *args], capture_output=True, text=True,
                           timeout=600, **kwargs)
 
 
@@ -45,7 +45,7 @@ def uninterrupted(tmp_path_factory):
 def killed(tmp_path_factory):
     """A run file whose writer was SIGKILLed during the second task's training."""
     path = tmp_path_factory.mktemp("killed") / "killed.h5"
-    proc = subprocess.Popen([sys.executable, "-m", "protocols.cli", "run", "permuted-digits", "--method", "hlop",
+    proc = subprocess.Popen([sys.executable, "-m", "hlopsim", "run", "permuted-digits", "--method", "hlop",
                              "--out", str(path), "--quiet", *TINY],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
@@ -74,7 +74,9 @@ def test_killed_file_is_readable_and_reports_incomplete(killed):
 
 def test_resume_gives_the_uninterrupted_accuracy_matrix(killed, uninterrupted):
     _, expected = uninterrupted
-    done = hlopsim("run", "permuted-digits", "--resume", str(killed), "--quiet")
+    other = hlopsim("run", "split-digits", "--resume", str(killed))
+    assert other.returncode == 2 and "'permuted-digits' run, not 'split-digits'" in other.stderr, other.stderr
+    done = hlopsim("run", "--resume", str(killed), "--quiet")   # no protocol argument needed
     assert done.returncode == 0, done.stderr
     with h5py.File(killed, "r") as f:
         assert f.attrs["complete"]

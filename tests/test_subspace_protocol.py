@@ -7,7 +7,7 @@ import numpy as np
 
 
 def run(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "protocols.cli", "run", "subspace-convergence", *args],
+    return subprocess.run([sys.executable, "-m", "hlopsim", "run", "subspace-convergence", *args],
                           capture_output=True, text=True, timeout=600, cwd=cwd)
 
 

@@ -1,10 +1,11 @@
-"""Reading run files for analysis: spikes, segments, accuracies and snapshots as numpy arrays.
+"""Reader of the run file (layout and names in `schema`): spikes, segments, accuracies and
+snapshots as numpy arrays, and the checkpoint a resumed run starts from.
 
-A run file (see `sim.recorder`) lays every presentation of a sample (a *segment*) end to end on
-one *presentation clock* of ``dt`` seconds per step. `RunFile` opens such a file, checks that it
-is one, and returns plain numpy arrays::
+A run file lays every presentation of a sample (a *segment*) end to end on one *presentation
+clock* of ``dt`` seconds per step. `RunFile` opens such a file, checks that it is one, and returns
+plain numpy arrays::
 
-    from protocols.analysis import open_run
+    from hlopsim.sim.runfile import open_run
 
     with open_run("runs/demo/hlop.h5") as run:
         seg = run.segments()                                 # one row per presentation
@@ -20,7 +21,7 @@ segments for which the segment table and every population's ``segment_end`` (and
 they point to) were all written. Every problem with the file or with an argument raises
 `RunFileError` (a ``ValueError``) whose message starts with the file name.
 
-This module reads HDF5 with h5py only; it never imports Brian2.
+This module reads HDF5 with h5py only; it imports neither Brian2 nor the protocol layer.
 """
 from __future__ import annotations
 
@@ -34,14 +35,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from protocols.metrics import summarize
-from sim.recorder import FORMAT, FORMAT_VERSION
-from sim.row_measures import row_deviation
+from hlopsim.sim.row_measures import row_deviation
+from hlopsim.sim.runfile import schema
+from hlopsim.sim.runfile._metrics import filled_tasks, summarize
 
-__all__ = ["RunFile", "RunFileError", "open_run"]
+__all__ = ["RunFile", "RunFileError", "open_run", "read_checkpoint"]
 
 _ROLE_ORDER = {"input": 0, "hidden": 1, "output": 2}
-_SEGMENT_COLUMNS = ("task", "stage", "epoch", "phase", "trial", "label", "start_step", "stop_step")
 
 
 class RunFileError(ValueError):
@@ -70,6 +70,95 @@ def open_run(path) -> "RunFile":
         If the file is missing, not HDF5, not a run file, of a newer format, or damaged.
     """
     return RunFile(path)
+
+
+def read_checkpoint(path) -> dict:
+    """What resuming an unfinished run needs: its configuration, method and last checkpoint.
+
+    Reads the root attributes ``format``, ``complete``, ``method`` and ``config`` and the
+    ``state`` attribute of ``/checkpoint`` (JSON text, written by `RunRecorder.write_checkpoint`
+    after every finished task). A gpm run is refused because its protected bases are not
+    stored in the checkpoint, so it could not continue where it stopped.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The run file.
+
+    Returns
+    -------
+    dict
+        ``config`` (dict, the resolved configuration stored with the run), ``method`` (str) and
+        ``checkpoint`` (dict: the state given to the last ``write_checkpoint``, with
+        ``n_segments`` and ``n_spikes``).
+
+    Raises
+    ------
+    RunFileError
+        One line naming the file: ``"... is not an hlopsim run file"``, ``"... is a complete run;
+        nothing to resume"``, ``"... has no finished task to resume from; start the run again"``,
+        ``"... is a gpm run, which cannot be resumed ..."``, or the file is missing or damaged.
+    """
+    name = repr(str(path))
+    path = Path(path)
+    if not path.is_file():
+        raise RunFileError(f"{name}: no such file")
+    try:
+        file = _open_read_only(path) if h5py.is_hdf5(path) else None
+    except OSError as err:
+        raise RunFileError(f"{name} cannot be read (truncated or damaged?): {_one_line(err)}") from None
+    if file is None:
+        raise RunFileError(f"{name} is not an hlopsim run file")
+    with file:
+        attrs = file.attrs
+        if _plain(attrs.get("format")) != schema.FORMAT:
+            raise RunFileError(f"{name} is not an hlopsim run file")
+        if attrs.get("complete"):
+            raise RunFileError(f"{name} is a complete run; nothing to resume")
+        if schema.CHECKPOINT_GROUP not in file:
+            raise RunFileError(f"{name} has no finished task to resume from; start the run again")
+        method, config = attrs.get("method"), attrs.get("config")
+        if method is None or config is None:
+            missing = [key for key, value in (("method", method), ("config", config)) if value is None]
+            raise RunFileError(f"{name} lacks the root attribute(s) {missing}; it cannot be resumed")
+        method = _as_str(method)
+        if method == "gpm":
+            raise RunFileError(f"{name} is a gpm run, which cannot be resumed (its bases are not "
+                               "checkpointed); start it again")
+        try:
+            config = _parse_config(config)
+        except ValueError as err:
+            raise RunFileError(f"{name}: {err}") from None
+        text = file[schema.CHECKPOINT_GROUP].attrs.get(schema.CHECKPOINT_STATE_ATTR)
+        try:
+            checkpoint = json.loads(_as_str(text)) if text is not None else None
+        except json.JSONDecodeError:
+            checkpoint = None
+        if not isinstance(checkpoint, dict):
+            raise RunFileError(f"{name}: /{schema.CHECKPOINT_GROUP} attribute {schema.CHECKPOINT_STATE_ATTR!r} "
+                               "is not a JSON object (damaged file?)")
+    return {"config": config, "method": method, "checkpoint": checkpoint}
+
+
+def _parse_config(text) -> dict:
+    """The configuration stored as JSON (or TOML) text in the root attribute ``config``.
+
+    Raises
+    ------
+    ValueError
+        If the text is neither JSON nor TOML, or does not hold a mapping.
+    """
+    text = _as_str(text)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            value = tomllib.loads(text)
+        except tomllib.TOMLDecodeError:
+            raise ValueError("root attribute 'config' is neither JSON nor TOML text") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"root attribute 'config' holds {type(value).__name__}; expected a mapping")
+    return value
 
 
 def _natural_key(text: str):
@@ -155,22 +244,22 @@ class RunFile:
     def _validate(self):
         attrs = self._file.attrs
         fmt = _plain(attrs.get("format"))
-        if fmt != FORMAT:
+        if fmt != schema.FORMAT:
             shown = "missing" if fmt is None else repr(fmt)
-            raise self.error(f"not an hlopsim run file (format={shown}; expected {FORMAT!r})")
+            raise self.error(f"not an hlopsim run file (format={shown}; expected {schema.FORMAT!r})")
         version = _plain(attrs.get("format_version"))
+        newest = schema.FORMAT_VERSION
         if not isinstance(version, int) or isinstance(version, bool):
-            raise self.error(f"format_version {version!r} is not an integer; expected 1..{FORMAT_VERSION}")
-        if version > FORMAT_VERSION:
+            raise self.error(f"format_version {version!r} is not an integer; expected 1..{newest}")
+        if version > newest:
             raise self.error(f"format_version {version} is newer than this hlopsim reads "
-                             f"(≤ {FORMAT_VERSION}); update hlopsim to read it")
+                             f"(≤ {newest}); update hlopsim to read it")
         if version < 1:
-            raise self.error(f"format_version {version} is invalid; expected 1..{FORMAT_VERSION}")
+            raise self.error(f"format_version {version} is invalid; expected 1..{newest}")
         for group in ("populations", "segments"):
             if not isinstance(self._file.get(group), h5py.Group):
                 raise self.error(f"group /{group} is missing; the file is not a complete hlopsim run file")
-        for key, what in (("dt", "the time step in seconds"),
-                          ("n_steps_per_presentation", "steps per presentation")):
+        for key, what in schema.REQUIRED_READ_ATTRS.items():
             if key not in attrs:
                 raise self.error(f"root attribute {key!r} ({what}) is missing")
         dt = _plain(attrs["dt"])
@@ -179,12 +268,11 @@ class RunFile:
         n_steps = _plain(attrs["n_steps_per_presentation"])
         if not isinstance(n_steps, int) or n_steps < 1:
             raise self.error(f"root attribute n_steps_per_presentation = {n_steps!r}; expected an int >= 1")
-        missing = [c for c in _SEGMENT_COLUMNS if not isinstance(self._file["segments"].get(c), h5py.Dataset)]
+        missing = [c for c in schema.SEGMENT_COLUMNS if not isinstance(self._file["segments"].get(c), h5py.Dataset)]
         if missing:
             raise self.error(f"segment columns {missing} are missing from /segments")
         for pop, group in self._file["populations"].items():
-            absent = [d for d in ("spike_step", "spike_neuron", "segment_end")
-                      if not isinstance(group.get(d), h5py.Dataset)]
+            absent = [d for d in schema.POPULATION_DTYPES if not isinstance(group.get(d), h5py.Dataset)]
             if absent or "n_neurons" not in group.attrs:
                 what = absent if absent else "attribute n_neurons"
                 raise self.error(f"population {pop!r} lacks {what}")
@@ -268,17 +356,10 @@ class RunFile:
         text = self._attr("config")
         if text is None:
             return {}
-        text = _as_str(text)
         try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            try:
-                value = tomllib.loads(text)
-            except tomllib.TOMLDecodeError:
-                raise self.error("root attribute 'config' is neither JSON nor TOML text") from None
-        if not isinstance(value, dict):
-            raise self.error(f"root attribute 'config' holds {type(value).__name__}; expected a mapping")
-        return value
+            return _parse_config(text)
+        except ValueError as err:
+            raise self.error(str(err)) from None
 
     @property
     def software(self) -> dict:
@@ -370,9 +451,9 @@ class RunFile:
         self._phase_names = self._read_phase_names()
 
     def _read_phase_names(self) -> list[str]:
-        text = self.h5["segments/phase"].attrs.get("phase_names")
+        text = self.h5["segments/phase"].attrs.get(schema.PHASE_NAMES_ATTR)
         if text is None:
-            return ["train", "test"]
+            return list(schema.PHASE_NAMES)
         try:
             names = json.loads(_as_str(text))
         except json.JSONDecodeError:
@@ -681,7 +762,7 @@ class RunFile:
         tasks = self.config.get("protocol", {}).get("tasks")
         if isinstance(tasks, int):
             counts.append(tasks)
-        matrix = self.h5.get("metrics/accuracy_matrix")
+        matrix = self.h5.get(f"metrics/{schema.ACCURACY_MATRIX}")
         if isinstance(matrix, h5py.Dataset) and matrix.ndim == 2:
             counts.append(matrix.shape[0])
         return max(counts, default=0)
@@ -732,7 +813,7 @@ class RunFile:
             ``R[i, j]`` = % correct on task ``j`` after training task ``i``; NaN where not
             measured (all NaN if the run never finished an evaluation).
         """
-        dataset = self.h5.get("metrics/accuracy_matrix")
+        dataset = self.h5.get(f"metrics/{schema.ACCURACY_MATRIX}")
         if isinstance(dataset, h5py.Dataset):
             R = np.asarray(dataset[()], dtype=np.float64)
             if R.ndim != 2 or R.shape[0] != R.shape[1]:
@@ -744,9 +825,9 @@ class RunFile:
     def summary(self) -> dict:
         """ACC, BWT and forgetting of the filled part of the accuracy matrix.
 
-        If the last row of `accuracy_matrix` with a finite entry is row ``k``, the metrics of
-        `protocols.metrics.summarize` are computed on ``R[:k+1, :k+1]``, as if the run had ended
-        after task ``k``.
+        If the last row of `accuracy_matrix` with a finite entry is row ``k``, ACC, BWT and
+        forgetting (the formulas of `hlopsim.protocols.metrics`) are computed on ``R[:k+1, :k+1]``,
+        as if the run had ended after task ``k``.
 
         Returns
         -------
@@ -755,10 +836,9 @@ class RunFile:
             evaluated) and ``tasks_evaluated`` (``k + 1``, 0 when nothing was evaluated).
         """
         R = self.accuracy_matrix()
-        filled = np.flatnonzero(np.isfinite(R).any(axis=1))
-        if not len(filled):
+        k = filled_tasks(R)
+        if not k:
             return {"ACC": math.nan, "BWT": math.nan, "forgetting": math.nan, "tasks_evaluated": 0}
-        k = int(filled[-1]) + 1
         try:
             metrics = summarize(R[:k, :k])
         except ValueError as err:
@@ -775,7 +855,7 @@ class RunFile:
     def weight_tasks(self, name: str) -> list[int]:
         """Tasks after which weights ``name`` were stored."""
         group = self._snapshot_group("weights", name, "weight layer", self.weight_names)
-        return sorted(int(k[len("after_task_"):]) for k in group if re.fullmatch(r"after_task_\d+", k))
+        return _snapshot_tasks(group, schema.WEIGHTS_PREFIX)
 
     def weights(self, name: str, task: int) -> np.ndarray:
         """Weights of layer ``name`` after training ``task``.
@@ -791,7 +871,7 @@ class RunFile:
             If the layer is unknown or has no snapshot after ``task``.
         """
         group = self._snapshot_group("weights", name, "weight layer", self.weight_names)
-        key = f"after_task_{task}"
+        key = f"{schema.WEIGHTS_PREFIX}{task}"
         if key not in group:
             raise self.error(f"weights {name!r} have no snapshot after task {task!r}; "
                              f"available after tasks {self.weight_tasks(name)}")
@@ -801,15 +881,6 @@ class RunFile:
     def lateral_layers(self) -> list[str]:
         """list of str: Layers with lateral (HLOP) circuit snapshots; empty for finetune runs."""
         return sorted(self.h5.get("lateral", {}), key=_natural_key)
-
-    @property
-    def method_uses_lateral(self) -> bool | None:
-        """bool or None: Whether the run's method has a lateral (HLOP) circuit; None if the
-        method is unknown to this hlopsim."""
-        from protocols.methods import METHODS
-
-        method = METHODS.get(self.method)
-        return None if method is None else bool(method.uses_lateral)
 
     def presynaptic_population(self, layer: str) -> str:
         """The population whose activity the weight layer (and its lateral circuit) ``layer`` reads.
@@ -836,7 +907,7 @@ class RunFile:
     def lateral_tasks(self, layer: str) -> list[int]:
         """Tasks after which the lateral circuit of ``layer`` was stored."""
         group = self._snapshot_group("lateral", layer, "lateral layer", self.lateral_layers)
-        return sorted(int(k[len("H_after_task_"):]) for k in group if re.fullmatch(r"H_after_task_\d+", k))
+        return _snapshot_tasks(group, schema.LATERAL_H_PREFIX)
 
     def lateral(self, layer: str, task: int) -> tuple[np.ndarray, np.ndarray]:
         """Lateral circuit of ``layer`` after training ``task``.
@@ -856,7 +927,7 @@ class RunFile:
             after ``task``.
         """
         group = self._snapshot_group("lateral", layer, "lateral layer", self.lateral_layers)
-        h_key, mask_key = f"H_after_task_{task}", f"frozen_after_task_{task}"
+        h_key, mask_key = f"{schema.LATERAL_H_PREFIX}{task}", f"{schema.LATERAL_FROZEN_PREFIX}{task}"
         if h_key not in group or mask_key not in group:
             raise self.error(f"lateral {layer!r} has no snapshot after task {task!r}; "
                              f"available after tasks {self.lateral_tasks(layer)}")
@@ -905,6 +976,11 @@ def _open_read_only(path) -> h5py.File:
         if "lock" not in str(err).lower():
             raise
     return h5py.File(path, "r", locking=False)
+
+
+def _snapshot_tasks(group, prefix) -> list[int]:
+    """Sorted tasks ``t`` of the members ``<prefix><t>`` of a snapshot group."""
+    return sorted(int(k[len(prefix):]) for k in group if re.fullmatch(re.escape(prefix) + r"\d+", k))
 
 
 def _expand(values: np.ndarray, counts: np.ndarray) -> np.ndarray:

@@ -1,8 +1,8 @@
 """``hlopsim compare FILE... [--json]``: ACC, BWT and forgetting of several run files, and their mean
 ± standard deviation over the runs that differ only in the seed.
 
-One seed is not a result here: on permuted-digits, BWT moves by 1–2 points between seeds of the same
-settings (README, "Known limits"), as much as most settings change it. So `compare` groups run files
+One seed is not a result here: on permuted-digits, BWT moves between seeds of the same settings about
+as much as most settings change it (docs/results.md). So `compare` groups run files
 by protocol, method and every setting except ``protocol.seed``, and summarises each group over its
 complete runs:
 
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from protocols.analysis import RunFile
-from protocols.inspect_cmd import jsonable
+from hlopsim.protocols.reports.inspect import jsonable
+from hlopsim.sim.runfile import RunFile
 
 __all__ = ["compare", "compare_command", "format_text"]
 
@@ -51,9 +51,9 @@ def _with_defaults(flat: dict[str, str], protocol: str | None) -> dict[str, str]
     A run file written before a setting existed does not store it; settings are added with
     defaults that keep the earlier behaviour, so such a file groups with new files at the default.
     """
-    from protocols.config import PROTOCOLS, load_protocol
+    from hlopsim.protocols.experiment.config import BUNDLED, load_protocol
 
-    if protocol not in PROTOCOLS:
+    if protocol not in BUNDLED:
         return flat
     return {**_flat_settings(load_protocol(protocol)), **flat}
 

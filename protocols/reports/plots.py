@@ -1,6 +1,6 @@
 """``hlopsim plot FILE WHAT``: figures of a run file, written as PNG.
 
-Each ``*_figure`` function takes an open `protocols.analysis.RunFile` and returns a
+Each ``*_figure`` function takes an open `hlopsim.sim.runfile.RunFile` and returns a
 ``matplotlib.figure.Figure`` built without pyplot, so they can also be used from scripts and
 notebooks; `plot_command` (the CLI) selects the Agg backend first and saves the figure.
 
@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from protocols.analysis import RunFile, RunFileError
+from hlopsim.protocols.reports.inspect import method_uses_lateral
+from hlopsim.sim.runfile import RunFile, RunFileError
 
 __all__ = ["KINDS", "parse_window", "raster_figure", "psth_figure", "accuracy_figure", "acc_curve_figure",
            "angles_figure", "weights_figure", "SubspaceAngles", "subspace_angles_by_layer", "plot_command"]
@@ -330,7 +331,7 @@ class SubspaceAngles:
     learned_vs_activity : list of (int, ndarray)
         ``(t, angles)``: between the rows of ``H`` grown at task ``t`` and the top-``k_t``
         subspace of task ``t``'s activity *after* projecting out the rows frozen before task
-        ``t`` (what those neurons should learn, method.md §4). Small angles = the circuit
+        ``t`` (what those neurons should learn). Small angles = the circuit
         learned its task's principal subspace.
     """
 
@@ -399,7 +400,7 @@ def angles_figure(run: RunFile):
         neurons with recorded training spikes.
     """
     if not run.lateral_layers:
-        if run.method_uses_lateral:
+        if method_uses_lateral(run.method):
             raise run.error("plot angles needs lateral (HLOP) snapshots in /lateral, and this run stopped "
                             "before the first was written (at the end of task 0)")
         raise run.error(f"plot angles needs the lateral (HLOP) circuit in /lateral, which this "

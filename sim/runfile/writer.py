@@ -1,76 +1,35 @@
-"""Writer of the run file, one HDF5 file per run (format ``"hlopsim-run"``).
+"""Writer of the run file (layout and names in `schema`): `RunRecorder`.
 
-The simulator presents ``B`` samples in parallel, but the run file lays
-every presentation (a *segment*) end to end on one virtual
-*presentation clock*: segment ``s`` occupies the integer steps
-``[start_step[s], stop_step[s])``. Layout::
+The appendable datasets are written in whole chunks from small in-memory buffers; only the last,
+partial chunk of each is rewritten when the file is flushed. After every ``append_block`` the file
+is flushed, spikes first, so a killed process leaves a readable file whose segments and spikes
+agree up to the last completed block. Blocks are written by one background thread, in order,
+overlapping the simulation of the next block; every other method waits for them first.
 
-    /                     attrs format, format_version, created, complete,
-                          plus the attrs given to RunRecorder.create
-    /populations/<pop>/   attrs n_neurons, model, role
-        spike_step        uint64, global step of each spike
-        spike_neuron      uint32, neuron index within the population
-        segment_end       uint64, one entry per segment: spikes of segment
-                          s are [segment_end[s-1], segment_end[s])
-    /segments/            task, stage, epoch (int32), phase (uint8, attr
-                          phase_names), trial (int64), label (int32),
-                          start_step, stop_step (uint64); equal lengths
-    /tasks/<i>/           attr name; the arrays given to write_task
-    /weights/<name>/      after_task_<t> (float64), attr task
-    /lateral/<layer>/     H_after_task_<t> (attrs task, n_neurons),
-                          frozen_after_task_<t> (bool, attr task)
-    /metrics/             accuracy_matrix, timing datasets; attrs ACC, BWT,
-                          forgetting, tasks_evaluated
-
-The appendable datasets are written in whole chunks from small
-in-memory buffers; only the last, partial chunk of each is rewritten
-when the file is flushed. After every ``append_block`` the file is
-flushed, spikes first, so a killed process leaves a readable file whose
-segments and spikes agree up to the last completed block. Blocks are
-written by one background thread, in order, overlapping the simulation
-of the next block; every other method waits for them first.
+This module reads and writes HDF5 with h5py only; it imports neither Brian2 nor the protocol
+layer (the caller computes the metrics it stores, see `RunRecorder.write_metrics`).
 """
 
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 import json
-from numbers import Integral
+from numbers import Integral, Real
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from protocols.metrics import summarize
+from hlopsim.sim.runfile import schema
+from hlopsim.sim.runfile._metrics import filled_tasks
+from hlopsim.sim.runfile.reader import read_checkpoint
 
-__all__ = ["RunRecorder", "FORMAT", "FORMAT_VERSION", "PHASE_NAMES"]
-
-FORMAT = "hlopsim-run"
-FORMAT_VERSION = 1
+__all__ = ["RunRecorder"]
 
 SPIKE_CHUNK = 2**16
 """Elements per chunk of the spike arrays."""
 SEGMENT_CHUNK = 2**14
 """Elements per chunk of the segment table and of segment_end."""
-
-PHASE_NAMES = ("train", "test")
-"""Phase names with fixed codes 0, 1; other names get the next codes."""
-
-# given column -> (dtype, smallest allowed value)
-_GIVEN_COLUMNS = {
-    "task": (np.int32, 0),
-    "stage": (np.int32, 0),
-    "epoch": (np.int32, -1),
-    "phase": (np.uint8, None),
-    "trial": (np.int64, 0),
-    "label": (np.int32, None),
-}
-_SEGMENT_DTYPES = {
-    **{name: dtype for name, (dtype, _) in _GIVEN_COLUMNS.items()},
-    "start_step": np.uint64,
-    "stop_step": np.uint64,
-}
-_RESERVED_ATTRS = ("format", "format_version", "created", "complete")
 
 
 class _Appender:
@@ -127,10 +86,11 @@ class _Population:
 
     def __init__(self, group, n_neurons, existing=None):
         self.n_neurons = n_neurons
+        dtypes = schema.POPULATION_DTYPES
         if existing is None:
-            self.spike_step = _Appender(_appendable(group, "spike_step", np.uint64, SPIKE_CHUNK))
-            self.spike_neuron = _Appender(_appendable(group, "spike_neuron", np.uint32, SPIKE_CHUNK))
-            self.segment_end = _Appender(_appendable(group, "segment_end", np.uint64, SEGMENT_CHUNK))
+            self.spike_step = _Appender(_appendable(group, "spike_step", dtypes["spike_step"], SPIKE_CHUNK))
+            self.spike_neuron = _Appender(_appendable(group, "spike_neuron", dtypes["spike_neuron"], SPIKE_CHUNK))
+            self.segment_end = _Appender(_appendable(group, "segment_end", dtypes["segment_end"], SEGMENT_CHUNK))
         else:
             n_spikes, n_segments = existing
             self.spike_step = _Appender.existing(group["spike_step"], n_spikes)
@@ -158,13 +118,13 @@ class RunRecorder:
         self.path = path
         self._writer, self._pending = None, []
         self._clock = 0
-        self._phase_names = list(PHASE_NAMES)
+        self._phase_names = list(schema.PHASE_NAMES)
         self._populations = {}
-        for name in ("populations", "segments", "tasks", "weights", "lateral", "metrics"):
+        for name in schema.GROUPS:
             file.create_group(name)
         self._segments = {
             name: _Appender(_appendable(file["segments"], name, dtype, SEGMENT_CHUNK))
-            for name, dtype in _SEGMENT_DTYPES.items()
+            for name, dtype in schema.SEGMENT_DTYPES.items()
         }
         self._write_phase_names()
 
@@ -215,8 +175,8 @@ class RunRecorder:
         # until h5clear resets its consistency flags.
         file = h5py.File(path, "w" if overwrite else "w-")
         try:
-            file.attrs["format"] = FORMAT
-            file.attrs["format_version"] = FORMAT_VERSION
+            file.attrs["format"] = schema.FORMAT
+            file.attrs["format_version"] = schema.FORMAT_VERSION
             file.attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
             file.attrs["complete"] = False
             file.attrs.update(attrs)
@@ -232,32 +192,36 @@ class RunRecorder:
         """Reopen a run file to continue it from its last checkpoint (see `write_checkpoint`).
 
         Everything recorded after the checkpoint (the spikes and segments of an unfinished task,
-        snapshots of later tasks) is cut away; recording continues from there.
+        snapshots of later tasks) is cut away; recording continues from there, and the root
+        attribute ``complete`` is False until the recorder is closed complete.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            An unfinished run file with a checkpoint.
 
         Returns
         -------
         recorder : RunRecorder
         checkpoint : dict
-            The attributes given to the last `write_checkpoint`.
+            The state given to the last `write_checkpoint`, with ``n_segments`` and ``n_spikes``.
 
         Raises
         ------
-        ValueError
-            If the file has no checkpoint.
+        RunFileError
+            As `read_checkpoint`: not a run file, a complete run, no checkpoint, a gpm run.
         """
         path = Path(path)
+        checkpoint = read_checkpoint(path)["checkpoint"]
         file = h5py.File(path, "r+")
         try:
-            if "checkpoint" not in file:
-                raise ValueError(f"{str(path)!r} has no finished task to resume from")
-            checkpoint = json.loads(file["checkpoint"].attrs["state"])
             n_segments = int(checkpoint["n_segments"])
             recorder = cls.__new__(cls)
             recorder._file, recorder.path = file, path
             recorder._writer, recorder._pending = None, []
-            recorder._phase_names = json.loads(file["segments/phase"].attrs["phase_names"])
+            recorder._phase_names = json.loads(file["segments/phase"].attrs[schema.PHASE_NAMES_ATTR])
             recorder._segments = {name: _Appender.existing(file["segments"][name], n_segments)
-                                  for name in _SEGMENT_DTYPES}
+                                  for name in schema.SEGMENT_DTYPES}
             recorder._populations = {
                 name: _Population(group, int(group.attrs["n_neurons"]),
                                   existing=(int(checkpoint["n_spikes"][name]), n_segments))
@@ -286,8 +250,8 @@ class RunRecorder:
         self.flush()
         state = dict(state, n_segments=len(self._segments["task"]),
                      n_spikes={name: len(pop.spike_step) for name, pop in self._populations.items()})
-        group = self._file.require_group("checkpoint")
-        group.attrs["state"] = json.dumps(state)
+        group = self._file.require_group(schema.CHECKPOINT_GROUP)
+        group.attrs[schema.CHECKPOINT_STATE_ATTR] = json.dumps(state)
         self._file.flush()
 
     def add_population(self, name, n_neurons, model, role):
@@ -326,7 +290,7 @@ class RunRecorder:
             if not isinstance(value, str):
                 raise ValueError(f"population {name!r}: {what} must be str, got {value!r}")
         group = self._file["populations"].create_group(name)
-        group.attrs.update({"n_neurons": n_neurons, "model": model, "role": role})
+        group.attrs.update(dict(zip(schema.POPULATION_ATTRS, (n_neurons, model, role))))
         self._populations[name] = _Population(group, n_neurons)
 
     # -------------------------------------------------------------- recording
@@ -360,7 +324,7 @@ class RunRecorder:
             1-D). ``phase`` holds names (str) such as ``"train"`` or
             ``"test"``; the file stores codes into the
             ``phase_names`` attribute of ``/segments/phase``, which lists
-            `PHASE_NAMES` first and other names as they first appear.
+            `schema.PHASE_NAMES` first and other names as they first appear.
             ``epoch`` is -1 for evaluations.
         spikes : dict of str to tuple of three array_like
             ``spikes[pop] = (segment, local_step, neuron)``: integer
@@ -433,14 +397,14 @@ class RunRecorder:
         """Validate the given segment columns; return them and the phase names."""
         if not isinstance(segments, Mapping):
             raise ValueError(f"segments must be a dict of column -> array, got {type(segments).__name__}")
-        missing = [name for name in _GIVEN_COLUMNS if name not in segments]
-        unknown = sorted(set(segments) - set(_GIVEN_COLUMNS))
+        missing = [name for name in schema.GIVEN_COLUMNS if name not in segments]
+        unknown = sorted(set(segments) - set(schema.GIVEN_COLUMNS))
         if missing or unknown:
             raise ValueError(
                 f"segments: missing columns {missing}, unknown columns {unknown}; "
-                f"expected exactly {list(_GIVEN_COLUMNS)}"
+                f"expected exactly {list(schema.GIVEN_COLUMNS)}"
             )
-        arrays = {name: np.asarray(segments[name]) for name in _GIVEN_COLUMNS}
+        arrays = {name: np.asarray(segments[name]) for name in schema.GIVEN_COLUMNS}
         lengths = {}
         for name, array in arrays.items():
             if array.ndim > 1:
@@ -456,7 +420,7 @@ class RunRecorder:
             raise ValueError("a block needs at least one segment, got 0")
 
         columns = {}
-        for name, (dtype, minimum) in _GIVEN_COLUMNS.items():
+        for name, (dtype, minimum) in schema.GIVEN_COLUMNS.items():
             if name == "phase":
                 continue
             array = np.broadcast_to(arrays[name], (n_seg,))
@@ -472,7 +436,7 @@ class RunRecorder:
         """Map phase names to codes; return codes and the extended name list."""
         if names.dtype.kind != "U":
             raise ValueError(
-                f"segments['phase'] must hold phase names (str) such as {list(PHASE_NAMES)}, "
+                f"segments['phase'] must hold phase names (str) such as {list(schema.PHASE_NAMES)}, "
                 f"got dtype {names.dtype}"
             )
         phase_names = list(self._phase_names)
@@ -515,7 +479,7 @@ class RunRecorder:
         steps = starts[segment] + local_step.astype(np.uint64)
         neuron = neuron.astype(np.uint32)
         counts = np.bincount(segment, minlength=n_seg)
-        # One integer key (global step, then neuron) sorts 2.5x faster than np.lexsort on two keys.
+        # One integer key (global step, then neuron): a single argsort instead of np.lexsort on two keys.
         # Input already in this order (as `SimNetwork` delivers it) is only checked, not sorted.
         key = steps * np.uint64(self._populations[name].n_neurons) + neuron.astype(np.uint64)
         if np.all(key[1:] >= key[:-1]):
@@ -528,10 +492,10 @@ class RunRecorder:
     def _submit(self, job, *args):
         """Run ``job(*args)`` on the writer thread, after every job submitted before it.
 
-        Writing a block (sorting, compressing, HDF5 I/O) takes about a tenth of the time of the
-        simulation that produced it; on its own thread it overlaps with the next simulation, mostly
-        on another core (numpy's sort and HDF5 run without holding the GIL). A job that fails makes
-        the next call of this recorder raise its error.
+        Writing a block (sorting, compressing, HDF5 I/O) takes much less time than the simulation
+        that produced it; on its own thread it overlaps with the next simulation, mostly on another
+        core (numpy's sort and HDF5 run without holding the GIL). A job that fails makes the next
+        call of this recorder raise its error.
         """
         self._raise_failed()
         if self._writer is None:
@@ -556,7 +520,7 @@ class RunRecorder:
 
     def _write_phase_names(self, names=None):
         names = self._phase_names if names is None else names
-        self._file["segments/phase"].attrs["phase_names"] = json.dumps(names)
+        self._file["segments/phase"].attrs[schema.PHASE_NAMES_ATTR] = json.dumps(names)
 
     # -------------------------------------------------------------- snapshots
 
@@ -618,7 +582,7 @@ class RunRecorder:
         task = _check_int(task, "task", minimum=0)
         array = _float_array(array, f"weights {name!r}")
         group = self._file["weights"].require_group(name)
-        key = f"after_task_{task}"
+        key = f"{schema.WEIGHTS_PREFIX}{task}"
         if key in group:
             raise ValueError(f"weights {name!r} after task {task} were already written")
         _write_array(group, key, array).attrs["task"] = task
@@ -660,57 +624,56 @@ class RunRecorder:
                 f"lateral {layer!r} frozen_mask must be a bool array, got dtype {frozen_mask.dtype}"
             )
         group = self._file["lateral"].require_group(layer)
-        h_key, mask_key = f"H_after_task_{task}", f"frozen_after_task_{task}"
+        h_key, mask_key = f"{schema.LATERAL_H_PREFIX}{task}", f"{schema.LATERAL_FROZEN_PREFIX}{task}"
         if h_key in group or mask_key in group:
             raise ValueError(f"lateral {layer!r} after task {task} was already written")
         _write_array(group, h_key, H).attrs.update({"task": task, "n_neurons": H.shape[0]})
         _write_array(group, mask_key, frozen_mask).attrs["task"] = task
         self._file.flush()
 
-    def write_metrics(self, R, timings=None):
+    def write_metrics(self, R, summary, timings=None):
         """Write (or overwrite) the accuracy matrix and its summary.
 
-        The attributes ``ACC``, ``BWT`` and ``forgetting`` of
-        ``/metrics`` are computed by `protocols.metrics.summarize` on the
-        filled part of ``R``: if the last row with a finite entry is row
-        ``k``, on ``R[:k+1, :k+1]``, i.e. as if the run had ended after
-        task ``k``. Attribute ``tasks_evaluated`` is ``k + 1``; with no
-        filled row it is 0 and the metrics are NaN.
+        Attribute ``tasks_evaluated`` of ``/metrics`` is ``k + 1`` for the last row ``k`` of
+        ``R`` with a finite entry (0 when there is none); attributes ``ACC``, ``BWT`` and
+        ``forgetting`` are the values of ``summary``, which the caller computes on the filled
+        block ``R[:k+1, :k+1]`` (as if the run had ended after task ``k``) with
+        `hlopsim.protocols.metrics.summarize`. The writer stores the summary rather than
+        computing it so that the simulation layer does not depend on the protocol layer.
 
         Parameters
         ----------
         R : array_like, shape (N, N)
-            Accuracy matrix, ``R[i, j]`` = accuracy on task ``j`` after
-            training task ``i``, NaN where not measured yet.
+            Accuracy matrix, ``R[i, j]`` = accuracy on task ``j`` after training task ``i``
+            (percent), NaN where not measured yet. Stored as float64.
+        summary : mapping
+            Exactly the keys ``"ACC"``, ``"BWT"`` and ``"forgetting"`` with real numbers (same
+            unit as ``R``; NaN when nothing was evaluated); stored as float64 attributes.
         timings : dict of str to array_like, optional
-            Per-task timing arrays, stored as ``/metrics/<name>``.
+            Per-task timing arrays, stored as ``/metrics/<name>`` (float64).
 
         Raises
         ------
         ValueError
-            If ``R`` is not square 2-D, a used entry of its filled part
-            is not finite, or a timing is invalid.
+            If ``R`` is not square 2-D, ``summary`` lacks a key, has an extra one or a value
+            that is not a real number, or a timing is invalid.
         """
         self._check_open()
         R = _float_array(R, "accuracy matrix")
         if R.ndim != 2 or R.shape[0] != R.shape[1] or R.shape[0] == 0:
             raise ValueError(f"accuracy matrix must be square (N, N) with N >= 1, got shape {R.shape}")
+        summary = _checked_summary(summary)
         timings = {} if timings is None else dict(timings)
         for key in timings:
             _check_name(key, "timing name")
-            if key == "accuracy_matrix":
-                raise ValueError("timing name 'accuracy_matrix' is reserved for the accuracy matrix")
+            if key == schema.ACCURACY_MATRIX:
+                raise ValueError(f"timing name {schema.ACCURACY_MATRIX!r} is reserved for the accuracy matrix")
         timings = {key: _float_array(value, f"timing {key!r}") for key, value in timings.items()}
-        filled_rows = np.flatnonzero(np.isfinite(R).any(axis=1))
-        n_done = int(filled_rows[-1]) + 1 if len(filled_rows) else 0
-        if n_done:
-            summary = summarize(R[:n_done, :n_done])
-        else:
-            summary = {"ACC": np.nan, "BWT": np.nan, "forgetting": np.nan}
+        n_done = filled_tasks(R)
 
         group = self._file["metrics"]
-        _replace_array(group, "accuracy_matrix", R)
-        group.attrs.update({**summary, "tasks_evaluated": n_done})
+        _replace_array(group, schema.ACCURACY_MATRIX, R)
+        group.attrs.update({**summary, schema.TASKS_EVALUATED_ATTR: n_done})
         for key, array in timings.items():
             _replace_array(group, key, array)
         self._file.flush()
@@ -851,14 +814,30 @@ def _check_attrs(attrs):
     for key, value in attrs.items():
         if not isinstance(key, str) or not key:
             raise ValueError(f"attribute names must be non-empty str, got {key!r}")
-        if key in _RESERVED_ATTRS:
-            raise ValueError(f"attribute {key!r} is set by the recorder; reserved: {list(_RESERVED_ATTRS)}")
+        if key in schema.RESERVED_ATTRS:
+            raise ValueError(f"attribute {key!r} is set by the recorder; reserved: {list(schema.RESERVED_ATTRS)}")
         kind = None if value is None or isinstance(value, Mapping) else np.asarray(value).dtype.kind
         if kind not in ("b", "i", "u", "f", "U", "S"):
             raise ValueError(
                 f"attribute {key!r}: cannot store {value!r}; expected str, bytes, number, bool "
                 "or a numeric array (encode mappings as JSON text)"
             )
+
+
+def _checked_summary(summary):
+    """``summary`` as ``{name: float}`` in the order of `schema.METRIC_ATTRS`, or raise ValueError."""
+    expected = list(schema.METRIC_ATTRS)
+    if not isinstance(summary, Mapping) or sorted(summary) != sorted(expected):
+        got = sorted(summary) if isinstance(summary, Mapping) else type(summary).__name__
+        raise ValueError(f"summary must be a dict with exactly the keys {expected} "
+                         f"(protocols.metrics.summarize of the filled accuracy matrix), got {got}")
+    checked = {}
+    for name in expected:
+        value = summary[name]
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real):
+            raise ValueError(f"summary[{name!r}] must be a real number, got {value!r}")
+        checked[name] = float(value)
+    return checked
 
 
 def _check_integer_dtype(array, what):

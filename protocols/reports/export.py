@@ -12,9 +12,9 @@ one-line message says what to install.
   presentations, each holding one `neo.SpikeTrain` per (population, neuron).
 
 All times are in seconds on the run file's *presentation clock* (presentations laid end to end,
-see `protocols.analysis`), not on the wall clock of the simulation. Only complete presentations
+see `hlopsim.sim.runfile`), not on the wall clock of the simulation. Only complete presentations
 are exported, so a file whose run was killed exports what it finished. Everything is read through
-`protocols.analysis.RunFile`; spike trains are built from the flat spike arrays with one stable
+`hlopsim.sim.runfile.RunFile`; spike trains are built from the flat spike arrays with one stable
 sort per population (and block), never with one scan per neuron.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from protocols.analysis import RunFile, RunFileError
+from hlopsim.sim.runfile import RunFile, RunFileError
 
 __all__ = ["MissingDependencyError", "export_command", "to_neo_block", "to_nwb", "unit_spike_times"]
 

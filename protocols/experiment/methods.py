@@ -1,9 +1,14 @@
 """Continual-learning methods as small strategy objects.
 
-A method decides three things: whether the lateral circuits run, what happens at the start and end
-of each task, and what projects each layer's supervised update (rows ``H``, or the circuit's own
-residual activity, see `sim.learning.apply_update`). It touches the network only through the
-`sim.network.SimNetwork` handle and numpy arrays.
+A method decides three things: whether (and which) lateral circuits run, what happens at the start
+and end of each task, and what projects each layer's supervised update (rows ``H``, or the circuit's
+own residual activity, see `sim.learning.apply_update`). It touches the network only through the
+`sim.network.SimNetwork` handle and numpy arrays. The experiment loop (`protocols.experiment.loop`)
+calls the hooks in this order per task: ``begin_task``, ``projections`` and ``observe`` after every
+training batch, ``end_task``, ``snapshots``.
+
+To write a method, subclass `Finetune` and override the hooks you need; give it a ``name`` and a
+``settings()`` dict (stored in the run file and compared when a run is resumed).
 """
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:  # sim.learning pulls in Numba; the CLI imports this module before any run
-    from sim.learning import NeuralResidual
+    from hlopsim.sim.learning import NeuralResidual
 
 
 class UnsettledCircuitWarning(UserWarning):
@@ -25,6 +30,12 @@ class Finetune:
 
     name = "finetune"
     uses_lateral = False
+    lateral = None                # the LateralSpec of the circuits this method simulates, if any
+    consolidation_epochs = 0      # epochs of lateral learning only after each task's training
+
+    def settings(self) -> dict:
+        """The method's settings as plain values (stored in run files; a resumed run must match)."""
+        return {}
 
     def begin_task(self, net, task: int) -> None:
         """Prepare for training ``task``."""
@@ -53,22 +64,58 @@ class HLOP(Finetune):
     are frozen. Supervised updates are projected out of the frozen neurons' span: in closed form
     with their rows ``H_old`` (``lateral.projection = "closed-form"``), or with the residual the
     simulated circuit computes with only the frozen neurons feeding back (``"neural"``).
+
+    Parameters
+    ----------
+    first_task, per_task : sequence of int
+        Subspace neurons added per weight layer at task 0 and at each later task.
+    hebbian_rate : sequence of Quantity or str, optional
+        ``η`` of Oja's rule per layer (default 16 Hz for the first layer, 6 Hz for the others).
+    consolidation_epochs : int
+        Epochs of lateral (Hebbian) learning only, weights fixed, after each task's training.
+    copies, dt, window, neuron, projection, ... :
+        The other `LateralSpec` fields (strings with units accepted).
+    lateral : LateralSpec, optional
+        A whole circuit spec instead of the fields above.
     """
 
     name = "hlop"
     uses_lateral = True
+
+    def __init__(self, first_task=(16, 32), per_task=(10, 20), *, hebbian_rate=None, consolidation_epochs: int = 6,
+                 lateral=None, **options):
+        from hlopsim.models.from_config import lateral_spec
+        from hlopsim.models.lateral import LateralSpec
+
+        if not (isinstance(consolidation_epochs, int) and not isinstance(consolidation_epochs, bool)
+                and consolidation_epochs >= 0):
+            raise ValueError(f"lateral.consolidation_epochs = {consolidation_epochs!r} must be a non-negative integer")
+        self.consolidation_epochs = consolidation_epochs
+        if lateral is None:
+            first_task, per_task = tuple(first_task), tuple(per_task)
+            if hebbian_rate is None:
+                hebbian_rate = ("16 Hz",) + ("6 Hz",) * (len(first_task) - 1)
+            options = {"copies": 8, "dt": "5 ms", "window": "20 ms", **options}
+            lateral = lateral_spec({"first_task": first_task, "per_task": per_task,
+                                    "hebbian_rate": list(hebbian_rate), **options})
+        elif not isinstance(lateral, LateralSpec):
+            raise ValueError(f"lateral = {lateral!r} must be a LateralSpec")
+        self.lateral = lateral
+
+    def settings(self) -> dict:
+        return {"lateral": repr(self.lateral), "consolidation_epochs": self.consolidation_epochs}
 
     def begin_task(self, net, task: int) -> None:
         for circuit in net.lateral:
             circuit.grow(task)
 
     def end_task(self, net, task: int) -> None:
-        from sim.row_measures import UNSETTLED_ROW_DEVIATION
+        from hlopsim.sim.row_measures import UNSETTLED_ROW_DEVIATION
 
         for circuit in net.lateral:
             deviation = circuit.task_row_deviation()
             if deviation > UNSETTLED_ROW_DEVIATION:
-                # Not an error: the run goes on, but the old tasks' projection will be poor (README).
+                # Not an error: the run goes on, but the old tasks' projection will be poor (docs/results.md).
                 warnings.warn(
                     f"lateral circuit {circuit.name!r}, task {task}: its new subspace neurons end the task "
                     f"{deviation:.2f} per row from orthonormal (a settled circuit: below 0.1); Oja's rule has "
@@ -81,7 +128,7 @@ class HLOP(Finetune):
 
     def projections(self, net) -> list[np.ndarray | NeuralResidual]:
         """Per layer the frozen rows, or (neural projection) the circuit's residual of the batch just presented."""
-        from sim.learning import NeuralResidual
+        from hlopsim.sim.learning import NeuralResidual
         return [NeuralResidual(circuit.residual()) if circuit.neural_projection else circuit.frozen_H
                 for circuit in net.lateral]
 
@@ -115,10 +162,13 @@ class GPM(Finetune):
     def __init__(self, threshold: float = 0.97, sizes: tuple[list[int], list[int]] | None = None):
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"gpm.threshold = {threshold} must be in (0, 1]")
-        self.threshold = threshold
+        self.threshold = float(threshold)
         self.sizes = sizes
         self.bases: list[np.ndarray] | None = None
         self._seen: list[list[np.ndarray]] = []
+
+    def settings(self) -> dict:
+        return {"threshold": self.threshold, "sizes": None if self.sizes is None else [list(s) for s in self.sizes]}
 
     def begin_task(self, net, task: int) -> None:
         if self.bases is None:
@@ -178,26 +228,3 @@ def grow_basis(basis: np.ndarray, A: np.ndarray, threshold: float, count: int | 
 
 
 METHODS = {cls.name: cls for cls in (Finetune, HLOP, GPM)}
-
-
-BASIS_SIZES = ("threshold", "lateral")
-
-
-def make_method(name: str, config: dict | None = None):
-    """A fresh method object by name (``gpm`` reads ``config["gpm"]`` if given: ``threshold`` and
-    ``basis_sizes``, whose value ``"lateral"`` takes the counts from ``config["lateral"]``)."""
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; expected one of {', '.join(METHODS)}")
-    if name == "gpm" and config is not None and "gpm" in config:
-        section = config["gpm"]
-        basis_sizes = section.get("basis_sizes", "threshold")
-        if basis_sizes not in BASIS_SIZES:
-            raise ValueError(f"gpm.basis_sizes = {basis_sizes!r} is unknown; expected one of {', '.join(BASIS_SIZES)}")
-        sizes = None
-        if basis_sizes == "lateral":
-            sizes = (list(config["lateral"]["first_task"]), list(config["lateral"]["per_task"]))
-            if any(not isinstance(k, int) or k < 0 for k in sizes[0] + sizes[1]):
-                raise ValueError(f"gpm.basis_sizes = 'lateral' needs non-negative integer counts; got "
-                                 f"lateral.first_task = {sizes[0]}, lateral.per_task = {sizes[1]}")
-        return GPM(float(section["threshold"]), sizes)
-    return METHODS[name]()

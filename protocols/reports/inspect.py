@@ -1,7 +1,7 @@
 """``hlopsim inspect FILE [--json]``: what a run file holds, in one screen (or one JSON object).
 
 Everything is read from the segment table, ``segment_end`` and the small snapshot datasets; the
-spike arrays themselves are never loaded, so inspecting a long run takes well under a second.
+spike arrays themselves are never loaded, so the time to inspect a run does not grow with its spikes.
 """
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import math
 
 import numpy as np
 
-from protocols.analysis import RunFile
-from sim.row_measures import UNSETTLED_ROW_DEVIATION
+from hlopsim.sim.runfile import RunFile
+from hlopsim.sim.row_measures import UNSETTLED_ROW_DEVIATION
 
-__all__ = ["collect", "format_text", "inspect_command", "jsonable"]
+__all__ = ["collect", "format_text", "inspect_command", "jsonable", "method_uses_lateral"]
 
 # Settings shown in the one-line configuration summary (all are in the JSON's full "config").
 SUMMARY_KEYS = (
@@ -43,6 +43,19 @@ def jsonable(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def method_uses_lateral(method: str | None) -> bool | None:
+    """Whether continual-learning method ``method`` (e.g. a run's `RunFile.method`) has a lateral
+    (HLOP) circuit; None if the method is unknown to this hlopsim.
+
+    A run file cannot tell by itself: a run of such a method killed before its first task ended
+    has no lateral snapshot yet.
+    """
+    from hlopsim.protocols.experiment.methods import METHODS
+
+    found = METHODS.get(method)
+    return None if found is None else bool(found.uses_lateral)
 
 
 def collect(run: RunFile) -> dict:
@@ -137,7 +150,7 @@ def collect(run: RunFile) -> dict:
         "n_segments": int(n), "last_complete_segment": last_info, "timing": timing,
         "populations": populations,
         "segments": [{**group, "count": int(seg_per_group[g])} for g, group in enumerate(groups)],
-        "accuracy": accuracy, "method_uses_lateral": run.method_uses_lateral, "lateral": lateral,
+        "accuracy": accuracy, "method_uses_lateral": method_uses_lateral(run.method), "lateral": lateral,
     }
 
 

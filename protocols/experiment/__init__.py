@@ -1,0 +1,1 @@
+"""The experiment: typed protocol configuration, methods, and the one loop over tasks."""

@@ -1,0 +1,377 @@
+"""Protocol files: TOML text plus ``--set`` overrides → one validated, typed, frozen `Experiment`.
+
+The language of a continual-learning protocol file is `SCHEMA`: its sections, keys and default values
+(the defaults are the bundled ``permuted-digits`` protocol). A file may set any subset; a key it does
+not set takes the default. Every key is checked here, once: unknown sections and keys, values of the
+wrong type (against the default's type), and — when the `Experiment` is built — values out of range
+and quantities with the wrong units (through the specs in `models`). Nothing downstream re-checks.
+
+The resolved configuration (a plain ``{section: {key: value}}`` dict, quantities as text such as
+"20 ms") is what run files store, so that ``hlopsim run --resume FILE`` can rebuild the experiment.
+The ``subspace-convergence`` protocol (``[protocol] kind = "subspace-convergence"``) has its own keys:
+those its bundled file defines.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+BUNDLED = ("permuted-digits", "split-digits", "permuted-mnist-5k", "subspace-convergence")
+ENCODERS = ("regular", "poisson")
+BUILDERS = ("permuted", "split")
+HEADS = ("shared", "per-task")
+TARGETS = ("cython", "numpy")
+NEURONS = ("lif", "adaptive_lif", "izhikevich", "custom")
+BASIS_SIZES = ("threshold", "lateral")
+
+#: Every section and key of a continual-learning protocol file, with its default value.
+SCHEMA: dict[str, dict] = {
+    "protocol": {"name": "custom", "kind": "continual", "tasks": 5, "epochs": 3, "seed": 0},
+    "data": {"dataset": "digits", "test_size": 450, "split_seed": 0, "encoder": "regular", "train_size": 0},
+    "tasks": {"builder": "permuted", "identity_first": True, "classes": [], "heads": "shared"},
+    "network": {"hidden": [128], "dt": "1 ms", "presentation": "40 ms", "input_max_rate": "500 Hz",
+                "batch_size": 64, "init_gain": 1.5, "tau_m": "100 ms", "v_threshold": "20 mV"},
+    "neuron": {"model": "lif", "name": "", "equations": "", "threshold": "", "reset": "", "refractory": "",
+               "spike_cost": "", "method": "", "parameters": {}, "initial": {}},
+    "learning": {"lr": 0.1, "logit_scale": 10.0},
+    "lateral": {"first_task": [16, 32], "per_task": [10, 20], "hebbian_rate": ["16 Hz", "6 Hz"],
+                "spiking_hebbian_rate": ["4 Hz", "1.5 Hz"], "copies": 8, "dt": "5 ms", "window": "20 ms",
+                "consolidation_epochs": 6, "neuron": "graded", "decorrelate": False, "decorrelation_floor": 0.3,
+                "rate_scale": "200 Hz", "trace_tau": "200 ms", "projection": "closed-form"},
+    "gpm": {"threshold": 0.97, "basis_sizes": "threshold"},
+    "sim": {"target": "cython", "record_spikes": True},
+}
+
+
+class ConfigError(ValueError):
+    """A bad protocol name, file, key or value; the message names it and what is expected."""
+
+
+# -- reading files ---------------------------------------------------------------------------------
+def _read_toml(text: str, source: str) -> dict:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{source}: not a valid TOML file ({err})") from None
+    for section, keys in raw.items():
+        if not isinstance(keys, dict):
+            raise ConfigError(f"{source}: {section!r} must be a [section] of keys, not a value")
+    return raw
+
+
+def load_protocol(name_or_path) -> dict:
+    """The resolved configuration of a bundled protocol (by name) or of a protocol file (by path).
+
+    Raises
+    ------
+    ConfigError
+        Unknown name, unreadable or invalid file, unknown key, or a value of the wrong type.
+    """
+    text_name = str(name_or_path)
+    if text_name in BUNDLED:
+        text = resources.files("hlopsim.protocols.bundled").joinpath(f"{text_name}.toml").read_text()
+        raw, name = _read_toml(text, text_name), text_name
+    else:
+        path = Path(text_name)
+        if not path.is_file():
+            raise ConfigError(f"unknown protocol {text_name!r}; expected one of {', '.join(BUNDLED)} "
+                              "or the path of a protocol file (.toml)")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"protocol file {text_name!r} cannot be read: {err}") from None
+        raw = _read_toml(text, text_name)
+        name = raw.get("protocol", {}).get("name", path.stem)
+    config = resolve(raw, source=text_name)
+    config["protocol"]["name"] = name
+    return config
+
+
+def resolve(raw: dict, source: str = "configuration") -> dict:
+    """``raw`` checked against `SCHEMA` and completed with its defaults (a new dict).
+
+    A ``subspace-convergence`` configuration is returned as given (its keys are its bundled file's).
+    """
+    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+        raise ConfigError(f"{source}: a configuration is a set of [sections] of keys")
+    if raw.get("protocol", {}).get("kind", "continual") == "subspace-convergence":
+        return copy.deepcopy(raw)
+    config = copy.deepcopy(SCHEMA)
+    for section, keys in raw.items():
+        if section not in SCHEMA:
+            raise ConfigError(f"{source}: unknown section [{section}]; expected one of {', '.join(SCHEMA)}")
+        for key, value in keys.items():
+            if key not in SCHEMA[section]:
+                raise ConfigError(f"{source}: unknown key {section}.{key}; known keys of [{section}]: "
+                                  f"{', '.join(SCHEMA[section])}")
+            config[section][key] = _checked_value(section, key, value, SCHEMA[section][key], source)
+    return config
+
+
+def _same_kind(old, new) -> bool:
+    if isinstance(old, bool) or isinstance(new, bool):
+        return isinstance(old, bool) and isinstance(new, bool)
+    if isinstance(old, float):
+        return isinstance(new, (int, float))
+    if isinstance(old, list):
+        return isinstance(new, list) and (all(_same_kind(old[0], v) for v in new) if old else True)
+    return isinstance(new, type(old))
+
+
+def _checked_value(section: str, key: str, value, default, source: str):
+    if not _same_kind(default, value):
+        raise ConfigError(f"{source}: {section}.{key} = {json.dumps(value, default=str)}: expected a value like "
+                          f"{json.dumps(default)}")
+    return float(value) if isinstance(default, float) else value
+
+
+def _parse_value(text: str):
+    """A TOML value (number, bool, list, quoted string, inline table) or, failing that, the bare text."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(config: dict, overrides: list[str]) -> dict:
+    """A copy of ``config`` with ``section.key=value`` overrides applied (each checked like a file's key)."""
+    config = copy.deepcopy(config)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot:
+            raise ConfigError(f"--set {item!r} is not of the form section.key=value")
+        if section not in config or name not in config[section] or (section, name) in (("protocol", "name"),
+                                                                                        ("protocol", "kind")):
+            known = sorted(f"{s}.{k}" for s, keys in config.items() for k in keys
+                           if (s, k) not in (("protocol", "name"), ("protocol", "kind")))
+            raise ConfigError(f"--set: unknown key {key.strip()!r}; known keys: {', '.join(known)}")
+        old, new = config[section][name], _parse_value(text.strip())
+        if not _same_kind(old, new):
+            raise ConfigError(f"--set {key.strip()}={text.strip()!r}: expected a value like {json.dumps(old)}")
+        config[section][name] = float(new) if isinstance(old, float) else new
+    return config
+
+
+def to_text(config: dict) -> str:
+    """The resolved configuration as JSON text, stored in run files."""
+    return json.dumps(config, indent=1, sort_keys=True)
+
+
+# -- the typed experiment ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DataSettings:
+    """``[data]``: which data set, how it is split and cut, and how it becomes spikes."""
+
+    dataset: str
+    test_size: int
+    split_seed: int
+    train_size: int
+    encoder: str
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    """``[tasks]``: how the data set becomes a task sequence."""
+
+    builder: str
+    identity_first: bool
+    classes: tuple[tuple[int, ...], ...]
+    heads: str
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A continual-learning protocol, validated and typed; build it with `Experiment.from_config`.
+
+    Attributes
+    ----------
+    name : str
+    n_tasks, epochs, seed : int
+    data : DataSettings
+    tasks : TaskSettings
+    network : NetworkSpec
+        Without input/output sizes (they come from the tasks).
+    lr, logit_scale : float
+    target : str
+        Brian2 code generation target.
+    record_spikes : bool
+    config : dict
+        The resolved configuration it was built from (stored in run files).
+    """
+
+    name: str
+    n_tasks: int
+    epochs: int
+    seed: int
+    data: DataSettings
+    tasks: TaskSettings
+    network: object
+    lr: float
+    logit_scale: float
+    target: str
+    record_spikes: bool
+    config: dict
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Experiment":
+        """Check every value of a resolved configuration (see `resolve`) and build the specs.
+
+        Raises
+        ------
+        ConfigError
+            Naming the key, the value and what is expected.
+        """
+        config = resolve(config)
+        proto, data, tasks, learn, sim = (config[s] for s in ("protocol", "data", "tasks", "learning", "sim"))
+        for key in ("tasks", "epochs"):
+            if proto[key] < 1:
+                raise ConfigError(f"protocol.{key} = {proto[key]} must be at least 1")
+        if not 0 <= proto["seed"] < 2 ** 64:
+            raise ConfigError(f"protocol.seed = {proto['seed']} must be between 0 and 2**64 - 1")
+        for key in ("lr", "logit_scale"):
+            if not (math.isfinite(learn[key]) and learn[key] > 0):
+                raise ConfigError(f"learning.{key} = {learn[key]} must be a finite positive number")
+        _one_of("sim.target", sim["target"], TARGETS)
+        _one_of("data.encoder", data["encoder"], ENCODERS)
+        _one_of("tasks.builder", tasks["builder"], BUILDERS)
+        _one_of("tasks.heads", tasks["heads"], HEADS)
+        _one_of("neuron.model", config["neuron"]["model"], NEURONS)
+        _one_of("gpm.basis_sizes", config["gpm"]["basis_sizes"], BASIS_SIZES)
+        if not 0.0 < config["gpm"]["threshold"] <= 1.0:
+            raise ConfigError(f"gpm.threshold = {config['gpm']['threshold']} must be in (0, 1]")
+        if data["train_size"] < 0:
+            raise ConfigError(f"data.train_size = {data['train_size']} must be 0 (all) or positive")
+        if data["test_size"] < 1:
+            raise ConfigError(f"data.test_size = {data['test_size']} must be positive")
+        classes = tasks["classes"]
+        if not all(isinstance(group, list) and group and all(isinstance(c, int) and not isinstance(c, bool)
+                                                             for c in group) for group in classes):
+            raise ConfigError(f"tasks.classes = {classes}: expected a list of class groups like [[0, 1], [2, 3]]")
+        if classes and tasks["builder"] != "split":
+            raise ConfigError(f"tasks.classes = {classes} needs tasks.builder = 'split'")
+        if classes and len(classes) != proto["tasks"]:
+            raise ConfigError(f"tasks.classes names {len(classes)} tasks but protocol.tasks = {proto['tasks']}")
+        if tasks["heads"] == "per-task" and tasks["builder"] != "split":
+            raise ConfigError("tasks.heads = 'per-task' needs tasks.builder = 'split'")
+        try:
+            from hlopsim.models.from_config import lateral_spec, network_spec
+            network = network_spec(config["network"], neuron=neuron_model(config))
+            lateral_spec(_lateral_fields(config["lateral"]))
+            _consolidation(config["lateral"])
+        except ConfigError:
+            raise
+        except (ValueError, TypeError) as err:
+            raise ConfigError(str(err)) from None
+        return cls(name=proto["name"], n_tasks=proto["tasks"], epochs=proto["epochs"], seed=proto["seed"],
+                   data=DataSettings(data["dataset"], data["test_size"], data["split_seed"], data["train_size"],
+                                     data["encoder"]),
+                   tasks=TaskSettings(tasks["builder"], tasks["identity_first"],
+                                      tuple(tuple(g) for g in classes), tasks["heads"]),
+                   network=network, lr=float(learn["lr"]), logit_scale=float(learn["logit_scale"]),
+                   target=sim["target"], record_spikes=sim["record_spikes"], config=config)
+
+    def method(self, name: str):
+        """A fresh method object by name, with this protocol's settings."""
+        from hlopsim.protocols.experiment.methods import GPM, HLOP, METHODS, Finetune
+        if name not in METHODS:
+            raise ConfigError(f"unknown method {name!r}; expected one of {', '.join(METHODS)}")
+        n_layers = len(self.network.hidden) + 1
+        lateral = self.config["lateral"]
+        if name == "hlop":
+            if len(lateral["first_task"]) != n_layers:
+                raise ConfigError(f"lateral.first_task = {lateral['first_task']} (and per_task, hebbian_rate) must "
+                                  f"have one entry per weight layer: {n_layers} for network.hidden = "
+                                  f"{list(self.network.hidden)}")
+            if lateral["copies"] > self.network.batch_size:
+                raise ConfigError(f"lateral.copies = {lateral['copies']} must not exceed network.batch_size = "
+                                  f"{self.network.batch_size}")
+            from hlopsim.models.from_config import lateral_spec
+            try:
+                spec = lateral_spec(_lateral_fields(lateral))
+                if spec.neuron == "spiking":
+                    from hlopsim.sim.spiking_lateral import check_spiking_settings
+                    check_spiking_settings(spec, self.network.presentation, self.network.dt)
+            except ConfigError:
+                raise
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
+            return HLOP(lateral=spec, consolidation_epochs=_consolidation(lateral))
+        if name == "gpm":
+            gpm, sizes = self.config["gpm"], None
+            if gpm["basis_sizes"] == "lateral":
+                sizes = (list(lateral["first_task"]), list(lateral["per_task"]))
+                if not len(sizes[0]) == len(sizes[1]) == n_layers:
+                    raise ConfigError(f"gpm.basis_sizes = 'lateral': lateral.first_task {sizes[0]} and "
+                                      f"lateral.per_task {sizes[1]} must name all {n_layers} weight layers")
+            return GPM(gpm["threshold"], sizes)
+        return Finetune()
+
+    def make_tasks(self, rng) -> list:
+        """Load the data set and build the task sequence (``rng`` draws the permutations)."""
+        from dataclasses import replace
+
+        from hlopsim.data import load_dataset, permuted_tasks, split_tasks
+        data = self.data
+        try:
+            # The named data sets are split here; IDX folders and .npz files keep their own split.
+            options = {"test_size": data.test_size, "split_seed": data.split_seed} \
+                if data.dataset in ("digits", "mnist-5k") else {}
+            dataset = load_dataset(data.dataset, **options)
+        except (ValueError, OSError) as err:
+            raise ConfigError(f"data.dataset = {data.dataset!r}: {err}") from None
+        if data.train_size > len(dataset.y_train):
+            raise ConfigError(f"data.train_size = {data.train_size} must be between 0 (all) and "
+                              f"{len(dataset.y_train)}")
+        if data.train_size:
+            dataset = replace(dataset, x_train=dataset.x_train[:data.train_size],
+                              y_train=dataset.y_train[:data.train_size])
+        if self.tasks.builder == "permuted":
+            return permuted_tasks(dataset, self.n_tasks, rng, identity_first=self.tasks.identity_first)
+        try:
+            if self.tasks.classes:
+                return split_tasks(dataset, classes=[list(g) for g in self.tasks.classes], heads=self.tasks.heads)
+            return split_tasks(dataset, n_tasks=self.n_tasks, heads=self.tasks.heads)
+        except ValueError as err:
+            raise ConfigError(f"tasks: {err}") from None
+
+
+def _one_of(key: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key} = {value!r} is unknown; expected one of {', '.join(map(repr, allowed))}")
+
+
+def _lateral_fields(section: dict) -> dict:
+    return {k: v for k, v in section.items() if k != "consolidation_epochs"}
+
+
+def _consolidation(section: dict) -> int:
+    value = section["consolidation_epochs"]
+    if value < 0:
+        raise ConfigError(f"lateral.consolidation_epochs = {value} must be a non-negative integer")
+    return value
+
+
+def neuron_model(config: dict):
+    """The `NeuronModel` of a resolved configuration's ``[neuron]`` section (``lif`` takes ``tau_m`` and
+    ``v_threshold`` from ``[network]``)."""
+    from hlopsim.models.neurons import NEURON_MODELS, NeuronModel, lif
+    section = config["neuron"]
+    model = section["model"]
+    if model == "lif":
+        return lif(**{"tau_m": config["network"]["tau_m"], "v_threshold": config["network"]["v_threshold"],
+                      **section["parameters"]})
+    if model != "custom":
+        return NEURON_MODELS[model](**section["parameters"])
+    missing = [k for k in ("equations", "threshold", "reset", "spike_cost") if not section[k]]
+    if missing:
+        raise ConfigError(f"neuron.model = 'custom' needs neuron.{', neuron.'.join(missing)}")
+    options = {k: section[k] for k in ("refractory", "method") if section[k]}
+    return NeuronModel(name=section["name"] or "custom", equations=section["equations"],
+                       threshold=section["threshold"], reset=section["reset"], parameters=section["parameters"],
+                       spike_cost=section["spike_cost"], initial=section["initial"], **options)

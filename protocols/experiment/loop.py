@@ -1,0 +1,418 @@
+"""The experiment loop: train task t, evaluate every task, fill ``R[t, :]``, record, checkpoint.
+
+One loop serves the CLI and user scripts alike (`run_tasks`): tasks are any sequence of objects with
+plain arrays ``x_train, y_train, x_test, y_test`` (x in [0, 1], shape samples × features; y integer
+classes), a ``name`` and, for multi-head protocols, an integer ``head`` (None: one shared head). Per
+task::
+
+    method.begin_task → supervised epochs (one Brian2 run; credit + projected update per batch)
+    → consolidation epochs (lateral plasticity only) → method.end_task
+    → evaluate every task → write spikes, weights, lateral H, R and a checkpoint
+
+A run file ``out`` that exists and was interrupted is continued from its last checkpoint when the same
+call is made again (same tasks, network, method and settings): the result equals an uninterrupted run.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from hlopsim.data.encoders import SpikeTrains, poisson_encode, regular_encode
+from hlopsim.protocols.metrics import summarize
+
+ENCODERS = ("regular", "poisson")
+
+
+@dataclass
+class RunResult:
+    """What one run measured.
+
+    Attributes
+    ----------
+    method : str
+    accuracy : ndarray, shape (n_tasks, n_tasks)
+        ``R[i, j]``: % correct on task j after training task i.
+    train_seconds : float
+        Wall time in training runs (supervised and consolidation).
+    train_samples : int
+        Training presentations (supervised and consolidation).
+    total_seconds : float
+    path : Path or None
+        The run file.
+    losses : list of float
+        Mean cross-entropy of every training batch of this call.
+    """
+
+    method: str
+    accuracy: np.ndarray
+    train_seconds: float
+    train_samples: int
+    total_seconds: float
+    path: Path | None = None
+    losses: list[float] = field(default_factory=list)
+
+    @property
+    def summary(self) -> dict:
+        """ACC, BWT and forgetting of the accuracy matrix (`summarize`)."""
+        return summarize(self.accuracy)
+
+    @property
+    def samples_per_second(self) -> float:
+        """Training presentations per second of training wall time."""
+        return self.train_samples / self.train_seconds if self.train_seconds > 0 else float("nan")
+
+
+def _software_versions() -> dict:
+    import brian2, h5py, numba, scipy
+    return {"python": platform.python_version(), "numpy": np.__version__, "brian2": brian2.__version__,
+            "numba": numba.__version__, "h5py": h5py.__version__, "scipy": scipy.__version__}
+
+
+def group_test_sets(sizes: list[int], limit: int) -> list[list[int]]:
+    """Consecutive test sets packed into groups of at most ``limit`` samples (a set alone may exceed it).
+
+    >>> group_test_sets([450, 450, 450], limit=1000)
+    [[0, 1], [2]]
+    """
+    groups, total = [], 0
+    for index, size in enumerate(sizes):
+        if groups and total + size <= limit:
+            groups[-1].append(index)
+            total += size
+        else:
+            groups.append([index])
+            total = size
+    return groups
+
+
+def concat_spikes(trains: list[SpikeTrains]) -> SpikeTrains:
+    """Spike trains of several sample sets, one after the other."""
+    offsets = np.cumsum([0] + [t.n_samples for t in trains])
+    return SpikeTrains(sample=np.concatenate([t.sample + o for t, o in zip(trains, offsets)]),
+                       step=np.concatenate([t.step for t in trains]),
+                       neuron=np.concatenate([t.neuron for t in trains]),
+                       n_samples=int(offsets[-1]), n_neurons=trains[0].n_neurons, n_steps=trains[0].n_steps)
+
+
+def output_heads(tasks: Sequence) -> tuple[int, list[slice | None]]:
+    """The output layer's size and, per task, the slice of it that is the task's head.
+
+    One shared head (every ``head`` None): as many outputs as the largest label + 1, slices None.
+    Multi-head (every ``head`` an int): head ``h`` gets as many outputs as the largest label of its
+    tasks + 1, heads laid out in increasing ``h``.
+    """
+    heads = [getattr(task, "head", None) for task in tasks]
+    top = [int(max(np.max(task.y_train), np.max(task.y_test))) + 1 for task in tasks]
+    if all(h is None for h in heads):
+        return max(top), [None] * len(tasks)
+    if any(h is None or isinstance(h, bool) or not isinstance(h, (int, np.integer)) for h in heads):
+        raise ValueError(f"task heads {heads}: either every task has an integer head or none has one (None)")
+    width = {}
+    for h, n in zip(heads, top):
+        width[h] = max(width.get(h, 0), n)
+    start, slices = 0, {}
+    for h in sorted(width):
+        slices[h] = slice(start, start + width[h])
+        start += width[h]
+    return start, [slices[h] for h in heads]
+
+
+def check_tasks(tasks: Sequence) -> None:
+    """One-line ValueError unless every task holds usable arrays of one input width."""
+    if len(tasks) == 0:
+        raise ValueError("tasks is empty; expected at least one task")
+    width = None
+    for index, task in enumerate(tasks):
+        label = f"task {index} ({getattr(task, 'name', '?')!r})"
+        for part in ("train", "test"):
+            x, y = getattr(task, f"x_{part}", None), getattr(task, f"y_{part}", None)
+            if x is None or y is None:
+                raise ValueError(f"{label} has no x_{part}/y_{part}; a task holds x_train, y_train, x_test, y_test")
+            x, y = np.asarray(x), np.asarray(y)
+            if x.ndim != 2 or y.ndim != 1 or len(x) != len(y) or len(y) == 0:
+                raise ValueError(f"{label}: x_{part} {x.shape} and y_{part} {y.shape} must be (samples, features) "
+                                 "and (samples,) with at least one sample")
+            if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
+                raise ValueError(f"{label}: y_{part} must hold non-negative integer classes")
+            if not np.issubdtype(x.dtype, np.number) or not np.all(np.isfinite(x)) or x.min() < 0 or x.max() > 1:
+                raise ValueError(f"{label}: x_{part} must hold finite values in [0, 1] (firing rate fractions)")
+            if width is None:
+                width = x.shape[1]
+            elif x.shape[1] != width:
+                raise ValueError(f"{label}: {x.shape[1]} input features; task 0 has {width}")
+
+
+def _fingerprint(tasks, network, method, settings: dict) -> str:
+    """A digest of everything that determines a run, so that a resumed run can be checked against it."""
+    digest = hashlib.sha256()
+    for task in tasks:
+        digest.update(str(getattr(task, "name", "")).encode())
+        digest.update(str(getattr(task, "head", None)).encode())
+        for part in ("x_train", "y_train", "x_test", "y_test"):
+            array = np.ascontiguousarray(getattr(task, part))
+            digest.update(str((array.dtype.str, array.shape)).encode())
+            digest.update(array.tobytes())
+    digest.update(repr(network).encode())
+    digest.update(json.dumps([method.name, method.settings(), settings], sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def run_tasks(tasks: Sequence, network=None, method="hlop", *, epochs: int = 3, seed: int = 0,
+              out=None, overwrite: bool = False, lr: float = 0.1, logit_scale: float = 10.0,
+              encoder: str = "regular", record_spikes: bool = True, target: str | None = None,
+              progress: bool = False, config: dict | None = None, name: str = "script",
+              test_run_samples: int | None = None) -> RunResult:
+    """Train ``tasks`` one after the other on a spiking network, evaluating every task after each.
+
+    Parameters
+    ----------
+    tasks : sequence of task objects
+        Each with ``x_train, y_train, x_test, y_test`` (numpy arrays, x in [0, 1]), ``name`` and an
+        optional integer ``head`` (`hlopsim.split_tasks`, `hlopsim.permuted_tasks`, or your own).
+    network : NetworkSpec, optional
+        The network; its input and output sizes are filled in from the tasks (default `NetworkSpec()`).
+    method : str or method object
+        ``"finetune"``, ``"hlop"``, ``"gpm"``, or an object such as ``HLOP(first_task=..., per_task=...)``
+        (copied: the object you pass is not changed).
+    epochs : int
+        Supervised epochs per task.
+    seed : int
+        Seeds the initial weights, the sample order and Poisson input spikes.
+    out : str or Path, optional
+        Run file (HDF5) to write. If it exists: an interrupted run of the same call is resumed, a
+        complete one is refused unless ``overwrite``.
+    overwrite : bool
+        Replace an existing run file instead of resuming or refusing.
+    lr : float
+        Learning rate of the supervised update (weights in units of the spike cost).
+    logit_scale : float
+        Softmax logits = ``logit_scale`` × output spikes per step.
+    encoder : {"regular", "poisson"}
+        How an input value becomes a spike train (``value × input_max_rate``).
+    record_spikes : bool
+        Write every spike to the run file (otherwise counts, weights and accuracies only).
+    target : {"cython", "numpy"}, optional
+        Brian2 code generation (default: the current target, cython if none was chosen).
+    progress : bool
+        Show a progress bar.
+    config : dict, optional
+        A resolved protocol configuration to store (runs started from protocol files).
+    name : str
+        The protocol name stored in the run file.
+    test_run_samples : int, optional
+        Most test presentations per Brian2 run (default: a task's supervised run size); results do
+        not depend on it.
+
+    Returns
+    -------
+    RunResult
+    """
+    from brian2 import Hz, second
+
+    from hlopsim.protocols.experiment.methods import METHODS
+    from hlopsim.sim import prefs
+    from hlopsim.sim.learning import apply_update, credit
+    from hlopsim.sim.network import SimNetwork
+    from hlopsim.sim.runfile import RunRecorder, open_run, read_checkpoint
+    from hlopsim.models.network import NetworkSpec
+
+    started = time.perf_counter()
+    check_tasks(tasks)
+    if isinstance(method, str):
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+        method = METHODS[method]()
+    else:
+        method = copy.deepcopy(method)
+    for key, value in (("epochs", epochs), ("seed", seed)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < (1 if key == "epochs" else 0):
+            raise ValueError(f"{key} = {value!r} must be an integer ≥ {1 if key == 'epochs' else 0}")
+    for key, value in (("lr", lr), ("logit_scale", logit_scale)):
+        if not (np.isfinite(value) and value > 0):
+            raise ValueError(f"{key} = {value!r} must be a finite positive number")
+    if encoder not in ENCODERS:
+        raise ValueError(f"encoder = {encoder!r} is unknown; expected one of {', '.join(ENCODERS)}")
+    n_outputs, heads = output_heads(tasks)
+    spec = (network or NetworkSpec()).with_sizes(int(np.asarray(tasks[0].x_train).shape[1]), n_outputs)
+    n_tasks = len(tasks)
+    lateral = method.lateral if method.uses_lateral else None
+    if lateral is not None and len(lateral.first_task) != len(spec.weight_names):
+        raise ValueError(f"the method's lateral circuits name {len(lateral.first_task)} layers (first_task "
+                         f"{list(lateral.first_task)}); the network has {len(spec.weight_names)} weight layers")
+    n_consolidation = method.consolidation_epochs if method.uses_lateral else 0
+    settings = {"epochs": int(epochs), "seed": int(seed), "lr": float(lr), "logit_scale": float(logit_scale),
+                "encoder": encoder}
+    fingerprint = _fingerprint(tasks, spec, method, settings)
+
+    out = Path(out) if out is not None else None
+    resume = False
+    if out is not None and out.exists() and not overwrite:
+        last = int(read_checkpoint(out)["checkpoint"]["task"])   # RunFileError (one line) if not resumable
+        with open_run(out) as run:
+            stored_fingerprint = run.attrs.get("experiment")
+            saved = {"R": run.accuracy_matrix(), "weights": [run.weights(layer, last) for layer in spec.weight_names],
+                     "H": [run.lateral(layer, last)[0] for layer in spec.weight_names] if method.uses_lateral else []}
+        if stored_fingerprint != fingerprint:
+            raise ValueError(f"{str(out)!r} holds a different run (other tasks, network, method or settings); "
+                             "pass overwrite=True to replace it or choose another file")
+        resume = True
+
+    prefs.configure(target or (prefs.current_target() if prefs.current_target() in prefs.TARGETS else "cython"))
+    seeds = np.random.SeedSequence(int(seed)).spawn(4)
+    init_rng, order_rng, spike_rng = (np.random.default_rng(s) for s in seeds[1:])
+    net = SimNetwork(spec, init_rng, lateral=lateral, n_tasks=n_tasks,
+                     record_spikes=record_spikes and out is not None)
+    rate_hz, dt_s, n_steps = float(spec.input_max_rate / Hz), float(spec.dt / second), spec.n_steps
+
+    def encode(x):
+        x = np.asarray(x, dtype=np.float64)
+        if encoder == "regular":
+            return regular_encode(x, rate_hz, dt_s, n_steps)
+        return poisson_encode(x, rate_hz, dt_s, n_steps, spike_rng)
+
+    # The test spikes are drawn once, so every evaluation sees exactly the same input. Consecutive
+    # test sets share one Brian2 run, as many as fit in `test_run_samples` (by default the size of a
+    # task's supervised run: test memory does not grow with the task count).
+    limit = epochs * len(tasks[0].y_train) if test_run_samples is None else test_run_samples
+    test_groups = group_test_sets([len(t.y_test) for t in tasks], limit=limit)
+    test_spikes = [concat_spikes([encode(tasks[j].x_test) for j in group]) for group in test_groups]
+
+    recorder, first_task = None, 0
+    R = np.full((n_tasks, n_tasks), np.nan)
+    train_seconds, train_samples = 0.0, 0
+    rngs = {"init": init_rng, "order": order_rng, "spike": spike_rng}
+    if resume:
+        recorder, checkpoint = RunRecorder.resume(out)
+        first_task = checkpoint["task"] + 1
+        for key, rng in rngs.items():
+            rng.bit_generator.state = checkpoint["rng"][key]
+        train_seconds, train_samples = checkpoint["train_seconds"], checkpoint["train_samples"]
+        R[:first_task] = saved["R"][:first_task]
+        for weights, stored in zip(net.weights, saved["weights"]):
+            weights[:] = stored
+        for circuit, H, n_frozen in zip(net.lateral, saved["H"], checkpoint["lateral_frozen"]):
+            circuit.restore(H, n_frozen, checkpoint["task"])
+        net.push_weights()
+    elif out is not None:
+        stored = config if config is not None else {
+            "protocol": {"name": name, "kind": "script", "tasks": n_tasks, **settings},
+            "network": {"spec": repr(spec)}, "method": {"name": method.name, **method.settings()}}
+        recorder = RunRecorder.create(out, overwrite=overwrite, attrs={
+            "protocol": name, "method": method.name, "seed": int(seed), "dt": dt_s,
+            "n_steps_per_presentation": n_steps, "config": json.dumps(stored, indent=1, sort_keys=True),
+            "experiment": fingerprint, "software": json.dumps(_software_versions()), "command": " ".join(sys.argv),
+            "codegen_target": prefs.current_target()})
+        for group, population in zip(net.groups, spec.population_names):
+            role = "input" if population == "input" else "output" if population == "output" else "hidden"
+            model = "Poisson input (SpikeGeneratorGroup)" if role == "input" else spec.neuron.equations
+            recorder.add_population(population, group.N // spec.batch_size, model, role)
+        for index, task in enumerate(tasks):
+            arrays = {}
+            if getattr(task, "permutation", None) is not None:
+                arrays["permutation"] = task.permutation
+            if heads[index] is not None:
+                arrays["head_outputs"] = np.arange(heads[index].start, heads[index].stop)
+            recorder.write_task(index, str(task.name), **arrays)
+
+    losses = []
+    per_task_batches = (-(-epochs * len(tasks[0].y_train) // spec.batch_size)
+                        + -(-n_consolidation * len(tasks[0].y_train) // spec.batch_size)
+                        + sum(-(-spikes.n_samples // spec.batch_size) for spikes in test_spikes))
+    bar = tqdm(total=(n_tasks - first_task) * per_task_batches, desc=method.name, unit="batch",
+               disable=not progress, leave=False, miniters=1)
+    transfer = getattr(net, "transfer", None)
+    try:
+        for index in range(first_task, n_tasks):
+            task = tasks[index]
+            x_train, y_train = np.asarray(task.x_train), np.asarray(task.y_train, dtype=np.int64)
+            head = heads[index]
+            method.begin_task(net, index)
+            net.set_lateral_learning(method.uses_lateral)
+            # All epochs of a task form one Brian2 run (each run() has a fixed set-up cost).
+            orders = [order_rng.permutation(len(y_train)) for _ in range(epochs)]
+            order = np.concatenate(orders)
+            labels = y_train[order]
+            epoch = np.repeat(np.arange(epochs), len(y_train))
+            spikes = concat_spikes([encode(x_train[o]) for o in orders])
+
+            def on_batch(batch):
+                valid = batch.valid
+                deltas, loss = credit(net.weights, batch.rates, labels[np.where(valid, batch.samples, 0)],
+                                      valid, logit_scale, transfer=transfer, head=head)
+                apply_update(net.weights, deltas, batch.rates, method.projections(net), lr)
+                method.observe(batch.rates, valid & (epoch[np.where(valid, batch.samples, 0)] == epochs - 1))
+                losses.append(loss)
+                return True
+
+            tick = time.perf_counter()
+            activity = net.present(spikes, on_batch=on_batch, progress=bar)
+            train_seconds += time.perf_counter() - tick
+            train_samples += len(order)
+            if recorder is not None:
+                recorder.append_block({"task": index, "stage": index, "epoch": epoch, "phase": "train",
+                                       "trial": order, "label": labels}, activity.spikes, n_steps)
+            if n_consolidation:
+                # Lateral plasticity only, on the task's final representation (weights fixed).
+                orders = [order_rng.permutation(len(y_train)) for _ in range(n_consolidation)]
+                order = np.concatenate(orders)
+                tick = time.perf_counter()
+                activity = net.present(concat_spikes([encode(x_train[o]) for o in orders]), progress=bar)
+                train_seconds += time.perf_counter() - tick
+                train_samples += len(order)
+                if recorder is not None:
+                    recorder.append_block({"task": index, "stage": index,
+                                           "epoch": epochs + np.repeat(np.arange(n_consolidation), len(y_train)),
+                                           "phase": "consolidate", "trial": order, "label": y_train[order]},
+                                          activity.spikes, n_steps)
+            method.end_task(net, index)
+            net.set_lateral_learning(False)
+
+            for group, spikes_group in zip(test_groups, test_spikes):
+                activity = net.present(spikes_group, progress=bar)
+                start = 0
+                for j in group:
+                    y_test = np.asarray(tasks[j].y_test)
+                    stop = start + len(y_test)
+                    scores = activity.scores[start:stop]
+                    if heads[j] is not None:
+                        scores = scores[:, heads[j]]
+                    R[index, j] = 100.0 * (np.argmax(scores, axis=1) == y_test).mean()
+                    start = stop
+                if recorder is not None:
+                    recorder.append_block({"task": np.concatenate([np.full(len(tasks[j].y_test), j) for j in group]),
+                                           "stage": index, "epoch": -1, "phase": "test",
+                                           "trial": np.concatenate([np.arange(len(tasks[j].y_test)) for j in group]),
+                                           "label": np.concatenate([np.asarray(tasks[j].y_test) for j in group])},
+                                          activity.spikes, n_steps)
+            if recorder is not None:
+                for layer, weights in zip(spec.weight_names, net.weights):
+                    recorder.write_weights(layer, index, weights)
+                for layer, (rows, frozen) in zip(spec.weight_names, method.snapshots(net)):
+                    recorder.write_lateral(layer, index, rows, frozen)
+                recorder.write_metrics(R, summarize(R[:index + 1, :index + 1]))
+                recorder.write_checkpoint(
+                    task=index, train_seconds=train_seconds, train_samples=train_samples,
+                    rng={key: rng.bit_generator.state for key, rng in rngs.items()},
+                    lateral_frozen=[circuit.n_frozen for circuit in net.lateral])
+    except BaseException:
+        if recorder is not None:
+            recorder.close(complete=False)
+        raise
+    finally:
+        bar.close()
+    total = time.perf_counter() - started
+    if recorder is not None:
+        recorder.set_attrs(train_seconds=train_seconds, train_samples=train_samples, total_seconds=total)
+        recorder.close(complete=True)
+    return RunResult(method=method.name, accuracy=R, train_seconds=train_seconds, train_samples=train_samples,
+                     total_seconds=total, path=out, losses=losses)
