@@ -41,9 +41,18 @@ def __getattr__(name):
     if name in _WHERE:
         value = getattr(import_module(_WHERE[name]), name)
         globals()[name] = value
+        _plain_tracebacks()
         return value
     raise AttributeError(f"module 'hlopsim' has no attribute {name!r}")
 
 
 def __dir__():
     return sorted(__all__)
+
+
+def _plain_tracebacks():
+    """Undo Brian2's process-wide exception hook (installed when Brian2 is imported), which presents
+    every uncaught error — a user's own ValueError included — as a Brian2 bug to report."""
+    import sys
+    if getattr(sys.excepthook, "__module__", "").startswith("brian2"):
+        sys.excepthook = sys.__excepthook__

@@ -1,4 +1,17 @@
-"""Rate coding of intensities into spike trains."""
+"""Coding of intensities into input spike trains (rate codes and a latency code).
+
+Rate codes, each firing at ``x · max_rate`` on average:
+
+- `regular_encode`: evenly spaced spikes, every train starting at the same phase (all inputs of the
+  same intensity fire at the same steps: a phase-locked input whose PSTH has peaks and empty bins);
+- `random_phase_encode`: evenly spaced spikes with a random phase per input neuron and sample (the
+  same spacing, a flat PSTH, nearly exact counts);
+- `poisson_encode`: independent Bernoulli steps (a discretised Poisson process; any interval ≥ 1 step);
+- `refractory_poisson_encode`: a Poisson process with a dead time (no interval shorter than the dead
+  time), started in its stationary state so that its PSTH is flat.
+
+`latency_encode` is a time code: one spike per input, earlier for higher intensity.
+"""
 
 from __future__ import annotations
 
@@ -233,3 +246,159 @@ def regular_encode(x: np.ndarray, max_rate_hz: float, dt_s: float, n_steps: int)
     fired = np.diff(spikes_so_far, axis=1) > 0
     s, t, j = np.unravel_index(np.flatnonzero(fired), fired.shape)
     return SpikeTrains(sample=s, step=t, neuron=j, n_samples=x.shape[0], n_neurons=x.shape[1], n_steps=n_steps)
+
+
+def random_phase_encode(
+    x: np.ndarray,
+    max_rate_hz: float,
+    dt_s: float,
+    n_steps: int,
+    rng: np.random.Generator,
+) -> SpikeTrains:
+    """Encode intensities as regular spike trains, each with its own random phase.
+
+    Neuron ``j`` of sample ``i`` fires at step ``k`` when ``floor((k + 1) p + φ) > floor(k p + φ)``, with
+    ``p = x[i, j] * max_rate_hz * dt_s`` and a phase ``φ ~ U[0, 1)`` drawn per neuron and sample: spikes
+    evenly spaced ``1/p`` steps apart, the first within the first ``1/p`` steps. It fires with
+    probability exactly ``p`` at every step (``frac(k p + φ)`` is uniform), so the input PSTH is flat,
+    and ``floor(n_steps p + φ)`` spikes in all (mean ``n_steps p``, off by less than one).
+    `regular_encode` is the same train with ``φ = 0`` for everyone.
+
+    Parameters
+    ----------
+    x : np.ndarray
+        Shape (n_samples, n_neurons), intensities in [0, 1].
+    max_rate_hz, dt_s, n_steps
+        As in `poisson_encode`.
+    rng : np.random.Generator
+        Draws the phases, one per sample and neuron in C order (``rng.random((n_samples, n_neurons))``).
+
+    Returns
+    -------
+    SpikeTrains
+        Spikes sorted by (sample, step, neuron).
+    """
+    x = check_matrix("x", x, low=0.0, high=1.0)
+    p_max = check_positive("max_rate_hz", max_rate_hz) * check_positive("dt_s", dt_s)
+    n_steps = check_int("n_steps", n_steps, minimum=1)
+    rng = check_rng(rng)
+    if p_max > 1.0:
+        raise ValueError(f"max_rate_hz * dt_s = {p_max:g} must be <= 1 (spike probability per step)")
+    n_samples, n_neurons = x.shape
+    phase = rng.random((n_samples, n_neurons))
+    p = x * p_max
+    k = np.arange(n_steps + 1, dtype=np.float64)[None, :, None]
+    chunk = max(1, _CHUNK_BYTES // max(1, 9 * (n_steps + 1) * n_neurons))
+    parts = [(np.empty(0, np.int64),) * 3]
+    for first in range(0, n_samples, chunk):
+        rows = slice(first, first + chunk)
+        spikes_so_far = np.floor(k * p[rows, None, :] + phase[rows, None, :])
+        fired = np.diff(spikes_so_far, axis=1) > 0
+        s, t, j = np.unravel_index(np.flatnonzero(fired), fired.shape)
+        parts.append((s + first, t, j))
+    sample, step, neuron = (np.concatenate(arrays) for arrays in zip(*parts))
+    return SpikeTrains(sample=sample, step=step, neuron=neuron, n_samples=n_samples, n_neurons=n_neurons,
+                       n_steps=n_steps)
+
+
+def refractory_poisson_encode(
+    x: np.ndarray,
+    max_rate_hz: float,
+    dt_s: float,
+    n_steps: int,
+    dead_steps: int,
+    rng: np.random.Generator,
+) -> SpikeTrains:
+    """Encode intensities as Poisson spike trains with a dead time, in their stationary state.
+
+    A discrete-time renewal process per neuron and sample: after a spike the neuron cannot fire for
+    ``dead_steps − 1`` steps (so no two spikes are closer than ``dead_steps`` steps); when it can, it
+    fires with probability ``q = p / (1 − (dead_steps − 1) p)`` per step, ``p = x[i, j] * max_rate_hz *
+    dt_s``. The mean interval is then ``dead_steps − 1 + 1/q = 1/p``: the rate is the one asked for.
+    Every train starts in the process's stationary state (blocked with ``j`` steps to go with probability
+    ``p`` for each ``j = 1 … dead_steps − 1``, free otherwise), so it fires with probability exactly ``p``
+    at every step: a flat PSTH. ``dead_steps = 1`` is `poisson_encode`'s process; at ``p = 1/dead_steps``
+    the train is regular with a random phase.
+
+    Parameters
+    ----------
+    x : np.ndarray
+        Shape (n_samples, n_neurons), intensities in [0, 1].
+    max_rate_hz, dt_s, n_steps
+        As in `poisson_encode`.
+    dead_steps : int
+        Shortest interval between two spikes, in steps (≥ 1); ``max_rate_hz * dt_s * dead_steps <= 1``.
+    rng : np.random.Generator
+        Uniforms are drawn as ``rng.random((n_chunk, n_steps + 1, n_neurons))`` per chunk of samples in
+        order (the first slice sets the initial state), so the result does not depend on the chunking.
+
+    Returns
+    -------
+    SpikeTrains
+        Spikes sorted by (sample, step, neuron).
+    """
+    x = check_matrix("x", x, low=0.0, high=1.0)
+    p_max = check_positive("max_rate_hz", max_rate_hz) * check_positive("dt_s", dt_s)
+    n_steps = check_int("n_steps", n_steps, minimum=1)
+    dead_steps = check_int("dead_steps", dead_steps, minimum=1)
+    rng = check_rng(rng)
+    if p_max * dead_steps > 1.0 + 1e-12:
+        raise ValueError(f"max_rate_hz * dt_s * dead_steps = {p_max * dead_steps:g} must be <= 1: a dead time of "
+                         f"{dead_steps} steps allows at most {1 / dead_steps:g} spikes per step")
+    n_samples, n_neurons = x.shape
+    blocked = dead_steps - 1
+    p = x * p_max
+    q = np.minimum(p / (1.0 - blocked * p), 1.0)
+    chunk = max(1, _CHUNK_BYTES // max(1, 17 * (n_steps + 1) * n_neurons))
+    parts = [(np.empty(0, np.int64),) * 3]
+    for first in range(0, n_samples, chunk):
+        p_c, q_c = p[first: first + chunk], q[first: first + chunk]
+        u = rng.random((p_c.shape[0], n_steps + 1, n_neurons))
+        # stationary start: blocked with j = 1 … blocked steps to go, each with probability p
+        remaining = np.where(u[:, 0] < blocked * p_c, 1 + np.floor(u[:, 0] / np.where(p_c > 0, p_c, 1.0)), 0)
+        remaining = np.minimum(remaining, blocked).astype(np.int64)
+        fired = np.zeros((p_c.shape[0], n_steps, n_neurons), dtype=bool)
+        for k in range(n_steps):
+            free = remaining == 0
+            fire = free & (u[:, k + 1] < q_c)
+            fired[:, k] = fire
+            remaining = np.where(fire, blocked, np.maximum(remaining - 1, 0))
+        s, t, j = np.unravel_index(np.flatnonzero(fired), fired.shape)
+        parts.append((s + first, t, j))
+    sample, step, neuron = (np.concatenate(arrays) for arrays in zip(*parts))
+    return SpikeTrains(sample=sample, step=step, neuron=neuron, n_samples=n_samples, n_neurons=n_neurons,
+                       n_steps=n_steps)
+
+
+def latency_encode(x: np.ndarray, n_steps: int, min_intensity: float = 0.0) -> SpikeTrains:
+    """Encode intensities as the time of one spike: the brighter, the earlier.
+
+    Neuron ``j`` of sample ``i`` fires once, at step ``round((1 − x[i, j]) · (n_steps − 1))``, if
+    ``x[i, j] > min_intensity``, and never otherwise: intensity 1 fires at step 0, intensities just
+    above ``min_intensity`` near the end. The information is in the timing, not in the count (every
+    active input fires one spike per presentation), so rate-based learning sees only which inputs are
+    active.
+
+    Parameters
+    ----------
+    x : np.ndarray
+        Shape (n_samples, n_neurons), intensities in [0, 1].
+    n_steps : int
+        Number of time steps per presentation, >= 1.
+    min_intensity : float
+        Inputs at or below it stay silent; in [0, 1).
+
+    Returns
+    -------
+    SpikeTrains
+        Spikes sorted by (sample, step, neuron).
+    """
+    x = check_matrix("x", x, low=0.0, high=1.0)
+    n_steps = check_int("n_steps", n_steps, minimum=1)
+    if not (isinstance(min_intensity, (int, float)) and 0.0 <= min_intensity < 1.0):
+        raise ValueError(f"min_intensity = {min_intensity!r} must be a number in [0, 1)")
+    sample, neuron = np.nonzero(x > min_intensity)
+    step = np.rint((1.0 - x[sample, neuron]) * (n_steps - 1)).astype(np.int64)
+    order = np.lexsort((neuron, step, sample))
+    return SpikeTrains(sample=sample[order], step=step[order], neuron=neuron[order], n_samples=x.shape[0],
+                       n_neurons=x.shape[1], n_steps=n_steps)

@@ -1,4 +1,4 @@
-"""The feed-forward spiking network as a spec: layer sizes, neuron model, clocks, input coding."""
+"""The feed-forward spiking network as a spec: layer sizes, neuron and synapse models, clocks, input coding."""
 from __future__ import annotations
 
 import math
@@ -8,6 +8,7 @@ from brian2 import Hz, Quantity, ms
 
 from hlopsim.models.neurons import NeuronModel, lif
 from hlopsim.models.quantities import parse_quantity
+from hlopsim.models.synapses import Delta, SynapseModel
 
 
 def _default_neuron() -> NeuronModel:
@@ -34,6 +35,10 @@ class NetworkSpec:
         How long one sample is shown (second); a whole number of ``dt``.
     input_max_rate : Quantity or str
         Firing rate (Hz) of an input neuron at full intensity (value 1); at most one spike per ``dt``.
+    input_dead_time : Quantity or str
+        Shortest interval between two input spikes of the ``"refractory-poisson"`` encoder
+        (`data.encoders.refractory_poisson_encode`); a whole number of ``dt``, at least ``dt``
+        (``dt``: plain Bernoulli-Poisson). The other encoders ignore it.
     batch_size : int
         Samples simulated side by side in one Brian2 run: the network is instantiated
         ``batch_size`` times with shared weights, and one supervised update is made per batch.
@@ -43,6 +48,18 @@ class NetworkSpec:
     input_size, output_size : int or None
         Number of input neurons (one per feature) and output neurons (one per class and head);
         None until `with_sizes` fills them from the data.
+    synapse : SynapseModel or sequence of SynapseModel
+        How spikes reach each weight layer's postsynaptic neurons (`models.synapses`): one model for
+        every layer, or one per weight layer (input → first layer first). Default `Delta()`
+        (``v_post += w``). Delays must be whole numbers of ``dt``.
+    isi : Quantity or str
+        Inter-stimulus interval: silence (no input spikes) before every presentation, during which
+        the network runs on and its state decays. ``"0 ms"`` (default): presentations follow each other
+        at once. A whole number of ``dt``. Spikes in the silence are counted in no presentation.
+    reset : bool
+        Restore every neuron's ``initial`` state at the start of each presentation (True, default:
+        presentations are independent trials), or only at the start of each Brian2 run (False: within a
+        training or test run the state carries over from one presentation, through the silence, to the next).
     """
 
     hidden: tuple[int, ...] = (128,)
@@ -54,6 +71,10 @@ class NetworkSpec:
     init_gain: float = 1.5
     input_size: int | None = None
     output_size: int | None = None
+    synapse: SynapseModel | tuple[SynapseModel, ...] = field(default_factory=Delta)
+    input_dead_time: Quantity = "2 ms"
+    isi: Quantity = "0 ms"
+    reset: bool = True
 
     def __post_init__(self):
         set_ = object.__setattr__
@@ -83,6 +104,64 @@ class NetworkSpec:
         if not (isinstance(self.init_gain, (int, float)) and math.isfinite(self.init_gain) and self.init_gain > 0):
             raise ValueError(f"network.init_gain = {self.init_gain!r} must be a positive number")
         set_(self, "init_gain", float(self.init_gain))
+        self._check_timing_and_synapses()
+
+    def _check_timing_and_synapses(self):
+        set_ = object.__setattr__
+        isi = parse_quantity(self.isi, ms, name="network.isi")
+        isi_steps = float(isi / self.dt)
+        if not isi_steps >= 0 or abs(isi_steps - round(isi_steps)) > 1e-9:
+            raise ValueError(f"network.isi = {self.isi!r} must be a time ≥ 0 and a whole number of dt = {self.dt}")
+        set_(self, "isi", isi)
+        dead = parse_quantity(self.input_dead_time, ms, name="network.input_dead_time", positive=True)
+        dead_steps = float(dead / self.dt)
+        if abs(dead_steps - round(dead_steps)) > 1e-9 or round(dead_steps) < 1:
+            raise ValueError(f"network.input_dead_time = {self.input_dead_time!r} must be a whole number (≥ 1) "
+                             f"of dt = {self.dt}")
+        set_(self, "input_dead_time", dead)
+        if not isinstance(self.reset, bool):
+            raise ValueError(f"network.reset = {self.reset!r} must be true or false")
+        n_layers = len(self.hidden) + 1
+        synapse = self.synapse
+        if isinstance(synapse, SynapseModel):
+            pass
+        elif isinstance(synapse, (list, tuple)) and all(isinstance(s, SynapseModel) for s in synapse):
+            if len(synapse) != n_layers:
+                raise ValueError(f"network.synapse names {len(synapse)} synapse models; the network has {n_layers} "
+                                 "weight layers (give one model, or one per layer)")
+            synapse = tuple(synapse)
+        else:
+            raise ValueError(f"network.synapse = {synapse!r} must be a SynapseModel (e.g. Delta(), ExpCurrent(), "
+                             "Conductance()) or one per weight layer")
+        set_(self, "synapse", synapse)
+        for layer in range(n_layers):
+            delay = self.synapse_for(layer).delay
+            if delay is not None:
+                steps = float(delay / self.dt)
+                if abs(steps - round(steps)) > 1e-9:
+                    raise ValueError(f"network.synapse delay = {delay} of layer w_{layer + 1} must be a whole number "
+                                     f"of dt = {self.dt}")
+
+    def synapse_for(self, layer: int) -> SynapseModel:
+        """The synapse model of weight layer ``layer`` (0: input → first layer)."""
+        if isinstance(self.synapse, SynapseModel):
+            return self.synapse
+        return self.synapse[layer]
+
+    @property
+    def dead_steps(self) -> int:
+        """``input_dead_time`` in time steps (≥ 1)."""
+        return int(round(float(self.input_dead_time / self.dt)))
+
+    @property
+    def isi_steps(self) -> int:
+        """Time steps of silence before every presentation."""
+        return int(round(float(self.isi / self.dt)))
+
+    @property
+    def period_steps(self) -> int:
+        """Time steps from one presentation's start to the next: ``isi_steps + n_steps``."""
+        return self.isi_steps + self.n_steps
 
     def with_sizes(self, input_size: int, output_size: int) -> "NetworkSpec":
         """This spec with its input and output sizes; a size already set must agree."""

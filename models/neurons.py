@@ -94,8 +94,10 @@ class NeuronModel:
     initial : Mapping[str, Quantity or str or float]
         State restored by "reset dynamics, keep weights" before every presentation. Its ``v`` (0 V if
         absent) is also the reference of the output decision (`sim.network.RunActivity.scores`).
-    method : str
-        Brian2 integration method (passed explicitly to keep Brian2 quiet and choices visible).
+    method : str or tuple of str
+        Brian2 integration method, e.g. ``"exact"`` (linear equations), ``"euler"``, ``"rk4"``. The
+        default lets Brian2 take the first of ``("exact", "euler", "heun")`` that applies, so nonlinear
+        equations (an exponential or quadratic integrate-and-fire neuron) work without setting it.
     refractory : Quantity or str or None
         Refractory period (time ≥ 0) passed to Brian2's ``NeuronGroup(refractory=...)``: no spike
         within this time after a spike, and equations flagged ``(unless refractory)`` are frozen.
@@ -119,7 +121,7 @@ class NeuronModel:
     parameters: Mapping[str, Quantity]
     spike_cost: Quantity
     initial: Mapping[str, Quantity] = field(default_factory=dict)
-    method: str = "exact"
+    method: str | tuple[str, ...] = ("exact", "euler", "heun")
     refractory: Quantity | None = None
     transfer: str = "measured"
 
@@ -138,10 +140,14 @@ class NeuronModel:
         if not (isinstance(cost, Quantity) and cost.dim == volt.dim and float(cost / volt) > 0):
             raise ValueError(f"{label}: spike_cost = {self.spike_cost} must be a positive voltage")
         object.__setattr__(self, "spike_cost", cost)
+        # Sorted by name: the same model gives the same spec (and run-file fingerprint) whatever the
+        # order its parameters were written in (a protocol file, or its JSON copy in a run file).
         object.__setattr__(self, "parameters", {
-            key: parse_value(value, f"{label}: parameters[{key!r}]") for key, value in dict(self.parameters).items()})
+            key: parse_value(value, f"{label}: parameters[{key!r}]") for key, value in sorted(dict(self.parameters).items())})
         object.__setattr__(self, "initial", {
-            key: parse_value(value, f"{label}: initial[{key!r}]") for key, value in dict(self.initial).items()})
+            key: parse_value(value, f"{label}: initial[{key!r}]") for key, value in sorted(dict(self.initial).items())})
+        if isinstance(self.method, list):
+            object.__setattr__(self, "method", tuple(self.method))
         if self.refractory is not None:
             period = parse_quantity(self.refractory, ms, name=f"{label}: refractory")
             if float(period / ms) < 0:

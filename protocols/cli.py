@@ -5,19 +5,29 @@
 ``hlopsim export FILE --nwb OUT.nwb [--overwrite]`` (needs the optional ``export`` extra: pynwb).
 
 PROTOCOL is a bundled protocol's name or the path of a protocol file (TOML). Bad input (unknown
-protocol, method or key; values out of range; a missing output folder; an existing output file
-without ``--overwrite``) ends with one line on stderr naming the value and what is expected, and exit
-code 2. Nothing already written is touched.
+protocol, method or key; values out of range; a missing or read-only output folder; an existing output
+file without ``--overwrite``; settings whose estimated memory exceeds the machine's; a damaged run
+file; arguments that are not UTF-8) ends with one line on stderr, ``hlopsim: error: …``, naming the
+file, key or value and what is expected, and exit code 2; so does a failed write (a full disk) or a
+file another running process writes. Ctrl-C ends with one line ``hlopsim: interrupted; …`` saying
+what the run file keeps and how to resume it, and exit code 130. Nothing already written is lost:
+``--overwrite`` writes ``<file>.new`` and renames it over ``<file>`` only when the run is complete.
+A closed output pipe (``hlopsim inspect FILE | head -1``) ends quietly with exit code 141.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
 
 from hlopsim.protocols.experiment.config import BUNDLED, ConfigError, Experiment, apply_overrides, load_protocol
 from hlopsim.protocols.experiment.methods import METHODS
+
+# The run file being written (what --resume takes) and the file actually written (differs with
+# --overwrite), for the one-line report of an interrupt or a failed write.
+_WRITING: dict[str, Path] = {}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -76,6 +86,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _output_paths(args, methods: list[str]) -> dict[str, Path]:
+    """Every method's run file, each checked before the first method runs: an existing, writable
+    folder; not a folder or a device; no other process writing it; not existing (or an interrupted
+    ``--overwrite`` of it) unless ``--overwrite``."""
+    from hlopsim.sim.runfile import being_written, pending_path
     if args.out is None:
         stem = Path(args.protocol).stem if args.protocol.endswith(".toml") else args.protocol
         paths = {m: Path(f"{stem}-{m}.h5") for m in methods}
@@ -86,11 +100,50 @@ def _output_paths(args, methods: list[str]) -> dict[str, Path]:
     else:
         paths = {methods[0]: args.out}
     for path in paths.values():
-        if not path.parent.resolve().is_dir():
-            raise ConfigError(f"--out {str(path)!r}: folder {str(path.parent)!r} does not exist")
+        folder = path.parent
+        if not folder.resolve().is_dir():
+            raise ConfigError(f"--out {str(path)!r}: folder {str(folder)!r} does not exist")
+        if not os.access(folder, os.W_OK):
+            raise ConfigError(f"--out {str(path)!r}: folder {str(folder)!r} is not writable (read-only?); "
+                              "choose a writable folder")
+        if path.is_dir():
+            raise ConfigError(f"--out {str(path)!r} is a folder; expected the path of a run file (.h5), "
+                              "or an existing folder for several methods")
+        if path.exists() and not path.is_file():
+            raise ConfigError(f"--out {str(path)!r} is not a regular file; expected the path of a run file (.h5)")
+        pending = pending_path(path)
+        for busy in (path, pending):
+            if being_written(busy):
+                raise ConfigError(f"--out {str(path)!r}: {str(busy)!r} is being written by another running process; "
+                                  "wait for it to finish or choose another file")
         if path.exists() and not args.overwrite:
             raise ConfigError(f"--out {str(path)!r} exists; pass --overwrite to replace it")
+        if pending.exists() and not args.overwrite:
+            raise ConfigError(f"--out {str(path)!r}: {str(pending)!r} holds an interrupted --overwrite run of it; "
+                              f"continue it with hlopsim run --resume {path}, or pass --overwrite to start again")
     return paths
+
+
+def _check_memory(experiment, methods: list[str]) -> None:
+    """Refuse settings whose estimated memory exceeds the machine's (`sim.resources`), before the
+    task sequence is built. One task stands for a permuted protocol (its tasks are equally large);
+    a split protocol's tasks are built (at most one per class)."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from hlopsim.protocols.experiment.loop import output_heads
+    from hlopsim.sim.resources import check_run_memory
+    probe = experiment if experiment.tasks.builder == "split" else replace(experiment, n_tasks=1)
+    tasks = probe.make_tasks(np.random.default_rng(0))
+    spec = experiment.network.with_sizes(int(np.asarray(tasks[0].x_train).shape[1]), output_heads(tasks)[0])
+    for name in methods:
+        method = experiment.method(name)
+        lateral = method.lateral if method.uses_lateral else None
+        check_run_memory(spec, lateral, n_tasks=experiment.n_tasks, n_train=max(len(t.y_train) for t in tasks),
+                         n_test=max(len(t.y_test) for t in tasks), epochs=experiment.epochs,
+                         consolidation_epochs=method.consolidation_epochs if method.uses_lateral else 0,
+                         encoder=experiment.data.encoder, record_spikes=experiment.record_spikes)
 
 
 def _format_matrix(R) -> str:
@@ -111,24 +164,74 @@ def _format_table(results) -> str:
     return "\n".join(rows)
 
 
+def _resume_target(path: Path) -> tuple[Path, Path, bool]:
+    """``(target, working, replacing)`` for ``--resume path``: the file the finished run ends up in,
+    the file to continue, and whether that is an unfinished ``--overwrite`` replacement
+    (``<target>.new``, which is renamed over ``<target>`` when complete). ``--resume F`` continues
+    ``F.new`` when an interrupted ``--overwrite`` left a resumable one (the newest attempt at ``F``),
+    else ``F``; ``--resume F.new`` continues ``F.new``."""
+    from hlopsim.sim.runfile import RunFileError, open_run, pending_path, read_checkpoint
+    from hlopsim.sim.runfile.schema import REPLACES_ATTR
+    working = path
+    if pending_path(path).is_file():
+        try:
+            read_checkpoint(pending_path(path))
+            working = pending_path(path)
+        except RunFileError:
+            pass
+    try:
+        with open_run(working) as run:
+            replaces = run.attrs.get(REPLACES_ATTR)
+    except RunFileError:
+        return path, working, False        # read_checkpoint reports what is wrong with it
+    if isinstance(replaces, str) and pending_path(working.with_name(replaces)) == working:
+        return working.with_name(replaces), working, True
+    return path, working, False
+
+
 def _resume(args) -> int:
     """``hlopsim run --resume FILE``: finish an interrupted run with the settings stored in it."""
+    from hlopsim.sim.runfile import RunFileError, being_written, read_checkpoint
     given = [flag for flag, value in (("--method", args.method), ("--tasks", args.tasks),
                                       ("--epochs", args.epochs), ("--seed", args.seed), ("--out", args.out),
                                       ("--set", args.set), ("--overwrite", args.overwrite)) if value]
     if given:
         raise ConfigError(f"--resume takes every setting from the run file; drop {', '.join(given)}")
-    if not args.resume.is_file():
+    if args.resume.is_dir():
+        raise ConfigError(f"--resume {str(args.resume)!r} is a folder; expected a run file (.h5)")
+    target, working, replacing = _resume_target(args.resume)
+    if not working.is_file():
         raise ConfigError(f"--resume {str(args.resume)!r}: no such file")
-    from hlopsim.protocols.experiment.protocol import resume_settings, run_protocol
-    config, method = resume_settings(args.resume)
-    stored = config.get("protocol", {}).get("name")
-    if args.protocol is not None and args.protocol not in (stored, f"{stored}.toml") \
-            and Path(args.protocol).stem != stored:
-        raise ConfigError(f"--resume {str(args.resume)!r} is a {stored!r} run, not {args.protocol!r} "
+    if being_written(working):
+        raise ConfigError(f"--resume {str(working)!r}: the file is being written by another running process; "
+                          "wait for it to finish")
+    stored = read_checkpoint(working)
+    config, method = stored["config"], stored["method"]
+    name = repr(str(working))
+    protocol = config.get("protocol")
+    if not isinstance(protocol, dict) or not isinstance(protocol.get("name"), str):
+        raise RunFileError(f"{name}: its stored configuration (root attribute 'config') has no [protocol] "
+                           "section with a name; it cannot be resumed (damaged file?)")
+    if protocol.get("kind") == "script":
+        raise ConfigError(f"{name} was written by a Python script (run_tasks); run the same script again "
+                          "with the same file to resume it")
+    try:
+        experiment = Experiment.from_config(config)
+        experiment.method(method)
+    except ConfigError as err:
+        raise RunFileError(f"{name}: its stored configuration or method cannot be run ({err}); "
+                           "it cannot be resumed") from None
+    stored_name = protocol["name"]
+    if args.protocol is not None and args.protocol not in (stored_name, f"{stored_name}.toml") \
+            and Path(args.protocol).stem != stored_name:
+        raise ConfigError(f"--resume {str(args.resume)!r} is a {stored_name!r} run, not {args.protocol!r} "
                           "(the protocol argument may be left out)")
-    result = run_protocol(config, method, args.resume, progress=not args.quiet)
-    print(f"\n{method}: accuracy matrix R[i, j] (% correct on task j after training task i) -> {args.resume}")
+    _check_memory(experiment, [method])
+    from hlopsim.protocols.experiment.protocol import run_protocol
+    _WRITING.update(target=target, working=working)
+    result = run_protocol(experiment.config, method, target, overwrite=replacing, progress=not args.quiet)
+    _WRITING.clear()
+    print(f"\n{method}: accuracy matrix R[i, j] (% correct on task j after training task i) -> {target}")
     print(_format_matrix(result.accuracy))
     print()
     print(_format_table([result]))
@@ -181,12 +284,16 @@ def _run(args) -> int:
     for m in methods:                              # a method's own settings fail before any method runs
         experiment.method(m)
     paths = _output_paths(args, methods)
+    _check_memory(experiment, methods)
 
     from hlopsim.protocols.experiment.protocol import run_protocol
+    from hlopsim.sim.runfile import pending_path
     results = []
     for method in methods:
+        _WRITING.update(target=paths[method], working=pending_path(paths[method]) if args.overwrite else paths[method])
         result = run_protocol(experiment.config, method, paths[method], overwrite=args.overwrite,
                               progress=not args.quiet)
+        _WRITING.clear()
         results.append(result)
         print(f"\n{method}: accuracy matrix R[i, j] (% correct on task j after training task i) -> {paths[method]}")
         print(_format_matrix(result.accuracy))
@@ -200,39 +307,104 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"hlopsim: warning: {message}", file=sys.stderr)
 
 
+def _kept() -> str:
+    """What the run file being written keeps after an interrupt or a failed write, and how to go on."""
+    target, working = _WRITING.get("target"), _WRITING.get("working")
+    if target is None:
+        return ""
+    from hlopsim.sim.runfile import RunFileError, read_checkpoint
+    unchanged = f"{target} is unchanged and " if working != target and target.exists() else ""
+    try:
+        stored = read_checkpoint(working)
+    except RunFileError:
+        stored = None
+    except Exception:  # noqa: BLE001 (a report of a failure must not fail itself)
+        return f"; see {working}"
+    if stored is None:
+        again = "--overwrite " if working == target else ""
+        return (f"; {unchanged}{working} holds no finished task (nothing to resume: run again {again}to start "
+                "over)" if working.exists() else "; nothing was written")
+    done = stored["checkpoint"]["task"] + 1
+    protocol = stored["config"].get("protocol")
+    of = f" of {protocol['tasks']}" if isinstance(protocol, dict) and isinstance(protocol.get("tasks"), int) else ""
+    return (f"; {unchanged}{working} keeps {done} finished task{'s' if done > 1 else ''}{of}: "
+            f"hlopsim run --resume {target} continues it")
+
+
+def _check_arguments(argv) -> None:
+    """Refuse arguments that are not valid UTF-8 (undecodable bytes arrive as surrogates): Brian2
+    writes the command line to its log on import and fails on them, and run files store it."""
+    for index, arg in enumerate(argv, start=1):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = os.fsencode(arg)
+            raise ConfigError(f"argument {index} ({shown!r}) is not valid UTF-8; file, folder and protocol "
+                              "names must be UTF-8") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``hlopsim`` console script; returns the exit code."""
+    try:
+        _check_arguments(sys.argv[1:] if argv is None else list(argv))
+        _check_arguments(sys.argv)  # Brian2 logs sys.argv itself
+    except ConfigError as err:
+        print(f"hlopsim: error: {err}", file=sys.stderr)
+        return 2
     args = _parser().parse_args(argv)
     if args.command == "run":
         import brian2  # noqa: F401  (on import, Brian2's logger takes over warnings.showwarning; ours goes last)
     warnings.showwarning = _show_warning
+    _WRITING.clear()
     try:
-        if args.command == "run":
-            return _run(args)
-        if args.command == "inspect":
-            from hlopsim.protocols.reports.inspect import inspect_command
-            return inspect_command(args.file, as_json=args.json)
-        if args.command == "compare":
-            from hlopsim.protocols.reports.compare import compare_command
-            return compare_command(args.files, as_json=args.json)
-        if args.command == "plot":
-            from hlopsim.protocols.reports.plots import plot_command
-            return plot_command(args.file, args.what, task=args.task, phase=args.phase, population=args.population,
-                                window=args.window, out=args.out)
-        if args.command == "export":
-            from hlopsim.protocols.reports.export import MissingDependencyError, export_command
-            try:
-                return export_command(args.file, nwb=args.nwb, overwrite=args.overwrite)
-            except MissingDependencyError as err:  # pynwb not installed: one line, exit 2
-                print(f"hlopsim: error: {err}", file=sys.stderr)
-                return 2
-    except (ConfigError, ValueError, FileExistsError, FileNotFoundError) as err:
+        code = _dispatch(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (``hlopsim inspect FILE | head -1``): end quietly, like other Unix tools.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    except KeyboardInterrupt:
+        print(f"hlopsim: interrupted{_kept()}", file=sys.stderr)
+        return 130
+    except (ConfigError, ValueError, OSError) as err:  # OSError: failed writes, unreadable files
+        from hlopsim.sim.runfile import RunFileBusyError
+        kept = _kept() if _WRITING and not isinstance(err, RunFileBusyError) else ""
+        print(f"hlopsim: error: {_one_line(err)}{kept}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("hlopsim: error: out of memory; lower network.batch_size, network.hidden, protocol.tasks or "
+              f"data.train_size{_kept()}", file=sys.stderr)
+        return 2
+
+
+def _one_line(err) -> str:
+    text = " ".join(str(err).split())
+    if isinstance(err, OSError) and not text.startswith(("cannot", "'", '"')) and getattr(err, "filename", None):
+        return f"{err.filename}: {err.strerror or text}"
+    return text
+
+
+def _dispatch(args) -> int:
+    if args.command == "run":
+        return _run(args)
+    if args.command == "inspect":
+        from hlopsim.protocols.reports.inspect import inspect_command
+        return inspect_command(args.file, as_json=args.json)
+    if args.command == "compare":
+        from hlopsim.protocols.reports.compare import compare_command
+        return compare_command(args.files, as_json=args.json)
+    if args.command == "plot":
+        from hlopsim.protocols.reports.plots import plot_command
+        return plot_command(args.file, args.what, task=args.task, phase=args.phase, population=args.population,
+                            window=args.window, out=args.out)
+    from hlopsim.protocols.reports.export import MissingDependencyError, export_command
+    try:
+        return export_command(args.file, nwb=args.nwb, overwrite=args.overwrite)
+    except MissingDependencyError as err:  # pynwb not installed: one line, exit 2
         print(f"hlopsim: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("hlopsim: interrupted; the run file keeps what was written so far", file=sys.stderr)
-        return 130
-    return 0
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ def _head_range(head, n_out: int) -> tuple[int, int]:
 
 def credit(weights: Sequence[np.ndarray], rates: Sequence[np.ndarray], labels: np.ndarray, valid: np.ndarray,
            logit_scale: float, transfer: "TransferCurve | None" = None,
-           head: slice | None = None) -> tuple[list[np.ndarray], float]:
+           head: slice | np.ndarray | None = None) -> tuple[list[np.ndarray], float]:
     """Credit ``δ_l`` of every weight layer and the batch loss.
 
     Output layer (``L``), over the outputs of ``head`` only (all outputs when None), with ``B`` the
@@ -70,9 +70,11 @@ def credit(weights: Sequence[np.ndarray], rates: Sequence[np.ndarray], labels: n
     logit_scale : float
     transfer : TransferCurve or None
         Rate map of the neurons (`sim.transfer`); None: integrate-and-fire.
-    head : slice or None
+    head : slice, ndarray of bool or None
         Contiguous slice of the output layer that is the current task's head (multi-head protocols);
-        None: the whole output layer.
+        or a per-row output mask, shape (B, n_out), for a batch whose rows belong to different heads
+        (joint training, replay): each valid row's softmax runs over its own ``True`` outputs and its
+        label counts among them (see `masked_output_credit`); None: the whole output layer.
 
     Returns
     -------
@@ -88,6 +90,8 @@ def credit(weights: Sequence[np.ndarray], rates: Sequence[np.ndarray], labels: n
     """
     if head is None:
         delta, loss = output_credit(rates[-1], labels, logit_scale, valid)
+    elif isinstance(head, np.ndarray):
+        delta, loss = masked_output_credit(rates[-1], labels, logit_scale, valid, head)
     else:
         n_out = rates[-1].shape[1]
         start, stop = _head_range(head, n_out)
@@ -113,6 +117,67 @@ def credit(weights: Sequence[np.ndarray], rates: Sequence[np.ndarray], labels: n
             delta = hidden_credit(weights[layer], delta, u, 1.0)
         deltas.append(delta)
     return deltas[::-1], loss
+
+
+def masked_output_credit(rates: np.ndarray, labels: np.ndarray, logit_scale: float, valid: np.ndarray,
+                         mask: np.ndarray) -> tuple[np.ndarray, float]:
+    """Output credit with a head per row: `output_credit` where each row sees only its ``mask`` outputs.
+
+    For a valid row ``b`` with outputs ``M_b = {c : mask[b, c]}`` and label ``y_b`` counted within
+    ``M_b`` (the ``y_b``-th ``True`` output, ``c_b``)::
+
+        p_b = softmax(logit_scale · a_b[M_b]),   CE_b = −log p_b[c_b]
+        δ_b[M_b] = logit_scale (p_b − onehot(c_b)) / n_valid,   δ_b = 0 outside M_b
+
+    and ``loss = mean_b CE_b`` over the valid rows (invalid rows: δ = 0). With every row's mask the
+    same contiguous head this is the head-slice path of `credit` (to rounding). Why: a batch of joint
+    or replayed training mixes tasks, and each sample must be scored by its own task's head.
+
+    Parameters
+    ----------
+    rates : ndarray, shape (B, n_out)
+        Output rates (spikes per step).
+    labels : ndarray of int, shape (B,)
+    logit_scale : float
+    valid : ndarray of bool, shape (B,)
+    mask : ndarray of bool, shape (B, n_out)
+
+    Returns
+    -------
+    delta : ndarray, shape (B, n_out)
+    loss : float
+
+    Raises
+    ------
+    ValueError
+        A mask of another shape, or a valid row whose label is not below its count of ``True`` outputs.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    valid = np.asarray(valid, dtype=bool)
+    labels = np.asarray(labels, dtype=np.int64)
+    if mask.shape != rates.shape:
+        raise ValueError(f"head mask of shape {mask.shape}; expected one row per sample and output {rates.shape}")
+    width = mask.sum(axis=1)
+    bad = valid & ((labels < 0) | (labels >= width))
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise ValueError(f"label {int(labels[row])} of valid row {row} is outside its head of {int(width[row])} "
+                         f"outputs (labels count within the head: 0 … {int(width[row]) - 1})")
+    delta = np.zeros(rates.shape)
+    n_valid = int(valid.sum())
+    if n_valid == 0:
+        return delta, 0.0
+    z = np.where(mask[valid], logit_scale * rates[valid], -np.inf)
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)                                   # exactly 0 outside the head
+    s = e.sum(axis=1)
+    p = e / s[:, None]
+    rows = np.arange(n_valid)
+    target = np.argmax(np.cumsum(mask[valid], axis=1) > labels[valid][:, None], axis=1)
+    loss = float(np.sum(np.log(s) - z[rows, target]) / n_valid)
+    p[rows, target] -= 1.0
+    delta[valid] = p * (logit_scale / n_valid)
+    return delta, loss
 
 
 @dataclass(frozen=True)

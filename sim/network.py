@@ -11,6 +11,7 @@ weights"). This amortises Brian2's per-step overhead over the batch instead of p
 from __future__ import annotations
 
 import gc
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -20,6 +21,7 @@ from brian2 import Network, NetworkOperation, NeuronGroup, SpikeGeneratorGroup, 
 from hlopsim.data.encoders import SpikeTrains
 from hlopsim.models.lateral import LateralSpec
 from hlopsim.models.network import NetworkSpec
+from hlopsim.models.synapses import compose
 from hlopsim.sim.blocks import block_diagonal_indices_by_pre
 from hlopsim.sim.kernels import segment_spikes
 from hlopsim.sim.lateral import GradedLateralCircuit
@@ -103,10 +105,19 @@ class SimNetwork:
     lateral : list of GradedLateralCircuit
         One per weight layer (empty without a LateralSpec).
     transfer : TransferCurve
-        The neurons' rate map the credit assignment should use (`sim.transfer.transfer_for`): the
-        analytic integrate-and-fire map for `lif`, otherwise measured once here, before any Brian2
-        object of the network exists (a model that cannot carry a rate code fails with a
-        `TransferError` before any training).
+        The hidden neurons' rate map the credit assignment should use (`sim.transfer.transfer_for`):
+        the analytic integrate-and-fire map for `lif` with undelayed `Delta` synapses, otherwise
+        measured once here for the neuron + synapse model, before any Brian2 object of the network
+        exists (a model that cannot carry a rate code fails with a `TransferError` before any
+        training). Without hidden layers: the output's.
+    transfers : list of TransferCurve
+        One per non-input population (hidden layers first, output last), each for the synapse model
+        of the weight layer that feeds it.
+    models : list of NeuronModel
+        What each non-input population simulates: the neuron model with the kinetics of the synapses
+        it receives (`models.synapses.compose`; the neuron model itself for `Delta`).
+    period : Quantity
+        Time from one presentation's start to the next: ``isi + presentation``.
     net : brian2.Network
         The explicit network holding every object.
     """
@@ -124,11 +135,27 @@ class SimNetwork:
             if lateral.neuron == "spiking":
                 from hlopsim.sim.spiking_lateral import check_spiking_settings
                 check_spiking_settings(lateral, spec.presentation, spec.dt)
-        self.transfer = transfer_for(spec.neuron, spec.dt, spec.n_steps)
+            if spec.isi_steps and abs(float(spec.isi / lateral.dt) - round(float(spec.isi / lateral.dt))) > 1e-9:
+                raise ValueError(f"network.isi = {spec.isi} must be a whole number of lateral.dt = {lateral.dt} "
+                                 "(the circuits' clock must keep its phase within every presentation)")
+        n_layers = len(spec.hidden) + 1
+        hidden_synapses = {repr(spec.synapse_for(layer)) for layer in range(n_layers - 1)}
+        if len(hidden_synapses) > 1:
+            raise ValueError(f"network.synapse: the hidden layers receive different synapse models "
+                             f"({', '.join(sorted(hidden_synapses))}); the credit assignment uses one rate map "
+                             "for every hidden layer, so give them the same model")
+        # Weight layer l feeds population l + 1, which simulates the neuron with that layer's synaptic kinetics.
+        self.models = [compose(spec.neuron, spec.synapse_for(layer)) for layer in range(n_layers)]
+        self.transfers = [transfer_for(spec.neuron, spec.dt, spec.n_steps, synapse=spec.synapse_for(layer))
+                          for layer in range(n_layers)]
+        self.transfer = self.transfers[0]
         self.spec = spec
         self.record_spikes = record_spikes
         self.n_steps = spec.n_steps
         self._dt = spec.dt
+        self._isi_steps = spec.isi_steps
+        self._period_steps = spec.period_steps
+        self.period = spec.presentation if spec.isi_steps == 0 else spec.period_steps * spec.dt
         batch = spec.batch_size
         sizes = spec.layer_sizes
         names = spec.population_names
@@ -137,18 +164,24 @@ class SimNetwork:
         # Every object gets the spec's dt explicitly: nothing depends on Brian2's global defaultclock.
         self.groups = [SpikeGeneratorGroup(batch * sizes[0], np.array([], dtype=int), np.array([]) * second,
                                            dt=spec.dt, name=names[0])]
-        for name, size in zip(names[1:], sizes[1:]):
-            self.groups.append(NeuronGroup(batch * size, model.equations, threshold=model.threshold,
-                                           reset=model.reset, method=model.method, name=name, dt=spec.dt,
-                                           refractory=model.refractory if model.refractory is not None else False,
-                                           namespace=dict(model.parameters)))
+        for name, size, full in zip(names[1:], sizes[1:], self.models):
+            self.groups.append(NeuronGroup(batch * size, full.equations, threshold=full.threshold,
+                                           reset=full.reset, method=full.method, name=name, dt=spec.dt,
+                                           refractory=full.refractory if full.refractory is not None else False,
+                                           namespace=dict(full.parameters)))
         self.synapses = []
         self.weights = []
         self._weight_views = []
         for layer, name in enumerate(spec.weight_names):
             n_pre, n_post = sizes[layer], sizes[layer + 1]
-            syn = Synapses(self.groups[layer], self.groups[layer + 1], "w : volt", on_pre="v_post += w",
-                           dt=spec.dt, name=name)
+            kinetics = spec.synapse_for(layer)
+            options = {"delay": kinetics.delay} if kinetics.delay is not None else {}
+            namespace = kinetics.synapse_namespace(model)
+            if namespace:
+                options["namespace"] = namespace
+            # `Delta`: on_pre "v_post += w"; w = weight · spike_cost (volt) for every synapse model
+            syn = Synapses(self.groups[layer], self.groups[layer + 1], "w : volt", on_pre=kinetics.on_pre,
+                           dt=spec.dt, name=name, **options)
             # (copy, pre, post) order: a spike's synapses are contiguous in memory, which makes propagating
             # the input spikes (the largest part of a run) faster than (copy, post, pre) order, with
             # bit-identical results (docs/benchmarks.md)
@@ -160,7 +193,7 @@ class SimNetwork:
             self._weight_views.append(syn.variables["w"].get_value().reshape(batch, n_pre, n_post).transpose(0, 2, 1))
         self._spike_cost = float(model.spike_cost / volt)
         self._v_start = float(model.v_start / volt)
-        self._clip_scores = model.transfer != "integrate-and-fire"
+        self._clip_scores = self.models[-1].transfer != "integrate-and-fire"
         self.push_weights()
 
         self.monitors = {}
@@ -183,8 +216,10 @@ class SimNetwork:
 
         self._callback: BatchCallback | None = None
         self._progress = None
-        self._batch_op = NetworkOperation(self._on_boundary, dt=spec.presentation, when="start",
-                                          name="batch_boundary")
+        # Without an ISI one call per presentation; with one, a call at every multiple of
+        # gcd(isi, presentation) so that both the end of a presentation and the end of the silence are met.
+        boundary_dt = spec.presentation if spec.isi_steps == 0 else math.gcd(spec.isi_steps, spec.n_steps) * spec.dt
+        self._batch_op = NetworkOperation(self._on_boundary, dt=boundary_dt, when="start", name="batch_boundary")
         objects = [*self.groups, *self.synapses, *self.monitors.values(), self._batch_op]
         for circuit in self.lateral:
             objects.extend(circuit.objects)
@@ -246,14 +281,40 @@ class SimNetwork:
                      "counts": [np.zeros((n_batches * batch, g.N // batch), dtype=np.int64) for g in self.groups],
                      "scores": np.zeros((n_batches * batch, self.spec.output_size)),
                      "last": [np.zeros(g.N, dtype=np.int64) for g in self.groups]}
+        # Ctrl-C inside the run. Brian2's own SIGINT handler turns it into Network.stop(): run() then
+        # returns early as if it had finished, and the unfinished batch would be scored. Here Ctrl-C
+        # stops the run at the end of the current time step (Brian2's state stays consistent) and then
+        # raises KeyboardInterrupt; a second Ctrl-C raises at once. A run that ends before its last
+        # step for any other reason (brian2.stop(), a device time limit) raises too: it is never scored.
+        import signal
+        import threading
+
+        interrupted = []
+
+        def stop_run(signum, frame):
+            if interrupted:
+                raise KeyboardInterrupt
+            interrupted.append(signum)
+            self.net.stop()
+
+        end_step = start_step + n_batches * self.n_steps
+        in_main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live there
+        previous = signal.signal(signal.SIGINT, stop_run) if in_main_thread else None
         # Brian2's run() starts with a full gc.collect(), ~0.2 s in a process holding Brian2, Numba,
         # SciPy and scikit-learn; with the live objects frozen it takes microseconds.
         gc.freeze()
         try:
             self.net.run(n_batches * self.spec.presentation)
-            self._finish_batch()
         finally:
             gc.unfreeze()
+            if in_main_thread:
+                signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+        reached = int(round(float(self.net.t / self._dt)))
+        if interrupted or reached != end_step:
+            self._callback = None
+            raise KeyboardInterrupt(f"the Brian2 run was stopped at step {reached}, before its end at step "
+                                    f"{end_step}; its presentations are not scored")
+        self._finish_batch()
         self._callback = None
         run = self._run
         activity = RunActivity(counts=[c[:n_samples] for c in run["counts"]],
@@ -262,11 +323,53 @@ class SimNetwork:
             activity.spikes[self.groups[0].name] = (spikes.sample, spikes.step, spikes.neuron)
         return activity
 
+    def _input_steps(self, spikes: SpikeTrains, start_step: int) -> np.ndarray:
+        """Network time step of every input spike of a run that starts at ``start_step``.
+
+        Sample ``s`` is shown by copy ``s % batch_size`` in batch ``s // batch_size``; each batch
+        occupies ``period_steps`` steps, the silence (``isi_steps``) first, then the presentation::
+
+            step = start_step + (sample // batch_size) · period_steps + isi_steps + step_in_presentation
+        """
+        return start_step + (spikes.sample // self.spec.batch_size) * self._period_steps + self._isi_steps \
+            + spikes.step
+
     def _on_boundary(self):
-        """Batch boundary inside a run: finish the previous batch (if any), then reset dynamics."""
-        if int(round(float(self.net.t / self._dt))) > self._run["start_step"]:
-            self._finish_batch()
-        self._reset_dynamics()
+        """Batch boundaries inside a run.
+
+        Without an ISI (called once per presentation): finish the previous batch (if any), then start
+        the next presentation, resetting the neurons if ``spec.reset`` or at the run's first step.
+
+        With an ISI a batch's period is [silence | presentation] and this is called every
+        gcd(isi, presentation). At the period's start (the end of a presentation) it finishes the
+        previous batch, resets the neurons at the run's first step, and closes the lateral circuits'
+        plasticity until the presentation begins (their integrators are cleared and their timer set
+        to the presentation's start); the neurons run on through the silence. At the end of the
+        silence it takes the spike counts so far as the baseline (spikes of the silence belong to no
+        presentation), resets the neurons if ``spec.reset``, and starts the lateral circuits'
+        presentation.
+        """
+        step = int(round(float(self.net.t / self._dt)))
+        start = self._run["start_step"]
+        if self._isi_steps == 0:
+            if step > start:
+                self._finish_batch()
+            self._start_presentation(reset=self.spec.reset or step == start)
+            return
+        phase = (step - start) % self._period_steps
+        if phase == 0:
+            if step > start:
+                self._finish_batch()
+            else:
+                self._reset_neurons()
+            if self._lateral_on:
+                for circuit in self.lateral:
+                    circuit.start_presentation(self.net.t + self.spec.isi)
+        elif phase == self._isi_steps:
+            last = self._run["last"]
+            for layer, group in enumerate(self.groups):
+                last[layer] = np.asarray(self.monitors[group.name].count[:], dtype=np.int64)
+            self._start_presentation(reset=self.spec.reset)
 
     def _finish_batch(self):
         run = self._run
@@ -298,14 +401,24 @@ class SimNetwork:
             self._progress.update(1)
         run["batch"] = k + 1
 
-    def _reset_dynamics(self):
-        """Restore every neuron's initial state; weights are kept."""
-        for group in self.groups[1:]:
-            for var, value in self.spec.neuron.initial.items():
+    def _reset_neurons(self):
+        """Restore every neuron's initial state, synaptic variables included (`NeuronModel.initial` of
+        `models`); weights are kept. Spikes still in transit on delayed synapses are not removed."""
+        for group, full in zip(self.groups[1:], self.models):
+            for var, value in full.initial.items():
                 setattr(group, var, value)
+
+    def _start_presentation(self, reset: bool):
+        """A presentation starts now: reset the neurons if ``reset``; start the lateral circuits' presentation."""
+        if reset:
+            self._reset_neurons()
         if self._lateral_on:
             for circuit in self.lateral:
                 circuit.start_presentation(self.net.t)
+
+    def _reset_dynamics(self):
+        """Restore every neuron's initial state and start the lateral circuits' presentation; weights are kept."""
+        self._start_presentation(reset=True)
 
     def reset_dynamics(self) -> None:
         """Public form of "reset dynamics, keep weights" (between runs it is done automatically)."""
@@ -316,6 +429,25 @@ class SimNetwork:
         # The input's spikes are the SpikeTrains handed to `present`: its monitor only counts.
         record = self.record_spikes and group is not self.groups[0]
         return SpikeMonitor(group, record=record, name=f"spikes_{group.name}")
+
+    def _presentation_clock(self, t: np.ndarray, i: np.ndarray, start_step: int):
+        """Monitor spikes of a run with an ISI on the presentation clock: silences removed.
+
+        A spike at run step ``s = round(t / dt) − start_step`` with ``phase = s % period_steps`` is
+        dropped if ``phase < isi_steps`` (in the silence) and otherwise moved to step
+        ``(s // period_steps) · n_steps + phase − isi_steps``, so presentations lie end to end as the
+        run file expects (segments of ``n_steps``). Order (time, then index) is kept.
+
+        Returns
+        -------
+        t : ndarray of float64 (second), i : ndarray
+        """
+        dt = float(self._dt)
+        s = np.rint(t / dt).astype(np.int64) - start_step
+        phase = s % self._period_steps
+        keep = phase >= self._isi_steps
+        moved = (s[keep] // self._period_steps) * self.n_steps + phase[keep] - self._isi_steps
+        return (start_step + moved) * dt, i[keep]
 
     def _drain_monitors(self, start_step: int, n_samples: int):
         """Move this run's spikes out of the monitors and replace them with empty ones.
@@ -328,9 +460,12 @@ class SimNetwork:
         for group in self.groups:
             old = self.monitors[group.name]
             if old.record:
+                t, i = np.asarray(old.t_[:]), np.asarray(old.i[:])
+                if self._isi_steps:
+                    t, i = self._presentation_clock(t, i, start_step)
                 # One compiled pass instead of a chain of numpy temporaries (it was 8 % of a run).
-                spikes[group.name] = segment_spikes(np.asarray(old.t_[:]), np.asarray(old.i[:]), float(self._dt),
-                                                    start_step, self.n_steps, batch, group.N // batch, n_samples)
+                spikes[group.name] = segment_spikes(t, i, float(self._dt), start_step, self.n_steps, batch,
+                                                    group.N // batch, n_samples)
             self.net.remove(old)
             fresh = self._new_monitor(group)
             self.net.add(fresh)

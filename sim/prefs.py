@@ -40,3 +40,29 @@ def configure(target: str = "cython", *, log_level: str = "WARNING") -> None:
 def current_target() -> str:
     """The code-generation target in force."""
     return str(brian2.prefs.codegen.target)
+
+
+def set_cache_dir(path=None) -> str:
+    """Make Brian2's cython target cache compiled code objects in ``path`` (None: Brian2's default,
+    ``~/.cython/brian_extensions``), with its per-module lock files on.
+
+    Several processes may share one cache folder: Brian2 takes a lock file per code object
+    (``codegen.runtime.cython.multiprocess_safe``) while it checks for, compiles and loads the module,
+    so one process compiles and the others load its result. A folder per process (e.g. node-local
+    scratch space on a cluster whose home folder is on a network file system, where lock files may not
+    be reliable) avoids the locks at the cost of compiling every code object once per folder.
+
+    Returns
+    -------
+    str
+        The cache folder in force (created if missing).
+    """
+    import os
+
+    from brian2.codegen.runtime.cython_rt.extension_manager import get_cython_cache_dir
+
+    brian2.prefs.codegen.runtime.cython.multiprocess_safe = True
+    brian2.prefs.codegen.runtime.cython.cache_dir = None if path is None else os.path.abspath(os.path.expanduser(str(path)))
+    folder = os.path.expanduser(get_cython_cache_dir())
+    os.makedirs(folder, exist_ok=True)
+    return folder

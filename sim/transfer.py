@@ -7,7 +7,11 @@ map is ``clip(u, 0, 1)`` (`TransferCurve.ideal`); for any other model it is meas
 of the neuron, each with its own constant ``u`` from a grid, run for one presentation exactly as the
 network runs them (same equations, threshold, reset, refractory period, integration method and dt,
 every copy starting from the model's ``initial`` state, the input added as ``v += u · spike_cost`` once
-per step in the ``synapses`` slot of Brian2's schedule, where synaptic spikes arrive). The measured
+per step in the ``synapses`` slot of Brian2's schedule, where synaptic spikes arrive). With a synapse
+model other than an undelayed `Delta` (`models.synapses`), the neuron measured is the neuron + synapse
+model (`compose`) and the input ``u`` arrives as one presynaptic spike of weight ``u`` per step through a
+Brian2 ``Synapses`` with the synapse's own ``on_pre`` statement and delay, so the curve is that of the
+whole model the network simulates. The measured
 counts form a staircase (one presentation has few spikes); the credit needs a derivative, so the curve
 is made monotone, passed through the middle of each step, and smoothed (`TransferCurve.measured`).
 
@@ -18,10 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from brian2 import Equations, Network, NeuronGroup, Quantity, SpikeMonitor, second, volt
+from brian2 import Equations, Network, NeuronGroup, Quantity, SpikeMonitor, Synapses, second, volt
 from brian2.codegen.runtime.numpy_rt import NumpyCodeObject
 
 from hlopsim.models.neurons import NeuronModel
+from hlopsim.models.synapses import Delta, SynapseModel, compose
 
 #: Inputs per step ``u`` (spike costs) at which a model is measured: −1 to 4 in steps of 0.02 (251 neurons).
 #: −1 shows whether inhibition keeps a neuron silent; 4 is four times the input at which an integrate-and-fire
@@ -178,29 +183,42 @@ def _gaussian_smooth(y: np.ndarray, width: float) -> np.ndarray:
     return np.convolve(padded, kernel, mode="valid")
 
 
-def _cache_key(model: NeuronModel, dt: Quantity, n_steps: int, drive: np.ndarray, smoothing: float) -> tuple:
-    return (repr(model), float(dt / second), int(n_steps), drive.tobytes(), float(smoothing))
+def _cache_key(model: NeuronModel, dt: Quantity, n_steps: int, drive: np.ndarray, smoothing: float,
+               synapse: SynapseModel | None = None) -> tuple:
+    key = (repr(model), float(dt / second), int(n_steps), drive.tobytes(), float(smoothing))
+    return key if synapse is None or synapse.instantaneous else key + (repr(synapse),)
 
 
-def measure_rates(model: NeuronModel, dt: Quantity, n_steps: int, drive=DEFAULT_DRIVE) -> np.ndarray:
+def measure_rates(model: NeuronModel, dt: Quantity, n_steps: int, drive=DEFAULT_DRIVE,
+                  synapse: SynapseModel | None = None) -> np.ndarray:
     """Spikes per step of ``model`` for each constant input per step in ``drive``, with Brian2.
 
     One neuron per input value (``len(drive)`` copies in one NeuronGroup), each starting from
-    ``model.initial``; the input is added as ``v += u · spike_cost`` once per step in the ``synapses``
-    slot (after thresholds, before resets), as a synaptic spike would be; one presentation of
-    ``n_steps`` steps of ``dt``. Runs its own explicit Brian2 ``Network`` with Brian2's numpy code
-    objects whatever the code-generation target (a one-off of a few hundred neurons, where compiling
-    would cost more than it saves).
+    ``model.initial``; one presentation of ``n_steps`` steps of ``dt``. The input of each step:
+
+    - ``synapse`` None or an undelayed `Delta`: ``v += u · spike_cost`` once per step in the
+      ``synapses`` slot (after thresholds, before resets), as a synaptic spike would be;
+    - any other synapse model: ``model`` is extended by the synapse's kinetics (`compose`) and a
+      driver neuron that fires at every step reaches every copy through a ``Synapses`` with the
+      model's ``on_pre``, delay and ``w = u · spike_cost`` (volt): exactly how a presynaptic neuron
+      firing once per step would drive it in the network.
+
+    Runs its own explicit Brian2 ``Network`` with Brian2's numpy code objects whatever the
+    code-generation target (a one-off of a few hundred neurons, where compiling would cost more than
+    it saves).
 
     Parameters
     ----------
     model : NeuronModel
+        The neuron model (without the synapse's kinetics).
     dt : Quantity
         Time step (second).
     n_steps : int
         Steps per presentation.
     drive : array, shape (N,)
         Inputs per step (spike costs).
+    synapse : SynapseModel or None
+        How the input arrives (None: as an undelayed `Delta`).
 
     Returns
     -------
@@ -208,6 +226,8 @@ def measure_rates(model: NeuronModel, dt: Quantity, n_steps: int, drive=DEFAULT_
         Spike count / ``n_steps``.
     """
     drive = np.asarray(drive, dtype=np.float64)
+    if synapse is not None and not synapse.instantaneous:
+        return _measure_through_synapses(model, synapse, dt, n_steps, drive)
     # Our own state variable: the model's equations must not define it (checked by Brian2 on clash).
     equations = Equations(model.equations) + Equations("transfer_input : volt (constant)")
     group = NeuronGroup(len(drive), equations, threshold=model.threshold, reset=model.reset,
@@ -225,12 +245,35 @@ def measure_rates(model: NeuronModel, dt: Quantity, n_steps: int, drive=DEFAULT_
     return np.asarray(monitor.count[:], dtype=np.float64) / n_steps
 
 
+def _measure_through_synapses(model: NeuronModel, synapse: SynapseModel, dt: Quantity, n_steps: int,
+                              drive: np.ndarray) -> np.ndarray:
+    """`measure_rates` for a synapse with kinetics or delay: a driver firing every step, one synapse per copy."""
+    full = compose(model, synapse)
+    group = NeuronGroup(len(drive), full.equations, threshold=full.threshold, reset=full.reset,
+                        refractory=full.refractory if full.refractory is not None else False,
+                        method=full.method, namespace=dict(full.parameters), dt=dt, name="transfer_neurons",
+                        codeobj_class=NumpyCodeObject)
+    for var, value in full.initial.items():
+        setattr(group, var, value)
+    driver = NeuronGroup(1, "", threshold="True", reset="", dt=dt, name="transfer_driver",
+                         codeobj_class=NumpyCodeObject)
+    options = {"delay": synapse.delay} if synapse.delay is not None else {}
+    synapses = Synapses(driver, group, "w : volt", on_pre=synapse.on_pre, dt=dt, name="transfer_synapses",
+                        namespace=synapse.synapse_namespace(model), codeobj_class=NumpyCodeObject, **options)
+    synapses.connect(i=0, j=np.arange(len(drive)))
+    synapses.w = drive * float(model.spike_cost / volt) * volt
+    monitor = SpikeMonitor(group, record=False, name="transfer_spikes", codeobj_class=NumpyCodeObject)
+    net = Network(group, driver, synapses, monitor, name="transfer_network")
+    net.run(n_steps * dt, namespace={})
+    return np.asarray(monitor.count[:], dtype=np.float64) / n_steps
+
+
 def measure_transfer(model: NeuronModel, dt: Quantity, n_steps: int, drive=DEFAULT_DRIVE,
-                     smoothing: float = DEFAULT_SMOOTHING) -> TransferCurve:
-    """The measured rate map of ``model`` for presentations of ``n_steps`` steps of ``dt``.
+                     smoothing: float = DEFAULT_SMOOTHING, synapse: SynapseModel | None = None) -> TransferCurve:
+    """The measured rate map of ``model`` (driven through ``synapse``) for presentations of ``n_steps`` steps.
 
     `measure_rates` on the grid ``drive``, then `TransferCurve.measured`. Results are cached in this
-    process per (model, dt, n_steps, drive, smoothing), so every network of one model measures once.
+    process per (model, dt, n_steps, drive, smoothing, synapse), so every network of one model measures once.
 
     Parameters
     ----------
@@ -243,6 +286,8 @@ def measure_transfer(model: NeuronModel, dt: Quantity, n_steps: int, drive=DEFAU
         Uniform grid of inputs per step (spike costs); default `DEFAULT_DRIVE` (−1 to 4).
     smoothing : float
         Gaussian width of the slope estimate (spike costs); default `DEFAULT_SMOOTHING`.
+    synapse : SynapseModel or None
+        How the input arrives (`measure_rates`); None: as an undelayed `Delta`.
 
     Returns
     -------
@@ -251,9 +296,9 @@ def measure_transfer(model: NeuronModel, dt: Quantity, n_steps: int, drive=DEFAU
     if not (isinstance(n_steps, (int, np.integer)) and n_steps >= 1):
         raise ValueError(f"measure_transfer: n_steps = {n_steps!r} must be a positive integer")
     drive = np.asarray(drive, dtype=np.float64)
-    key = _cache_key(model, dt, n_steps, drive, smoothing)
+    key = _cache_key(model, dt, n_steps, drive, smoothing, synapse)
     if key not in _CACHE:
-        rates = measure_rates(model, dt, int(n_steps), drive)
+        rates = measure_rates(model, dt, int(n_steps), drive, synapse=synapse)
         _CACHE[key] = TransferCurve.measured(drive, rates, int(n_steps), smoothing)
     return _CACHE[key]
 
@@ -308,19 +353,32 @@ def check_rate_code(curve: TransferCurve, model_name: str, tolerance: float | No
                             f"{float(rate.min()):.3f} … {top:.3f} spikes per step")
 
 
-def transfer_for(model: NeuronModel, dt: Quantity, n_steps: int) -> TransferCurve:
-    """The rate map the credit assignment uses for ``model``, checked.
+def transfer_for(model: NeuronModel, dt: Quantity, n_steps: int,
+                 synapse: SynapseModel | None = None) -> TransferCurve:
+    """The rate map the credit assignment uses for ``model`` receiving its input through ``synapse``, checked.
 
-    The analytic map if the model declares ``transfer = "integrate-and-fire"`` (nothing is simulated);
-    otherwise `measure_transfer` followed by `check_rate_code`.
+    The analytic map if the model declares ``transfer = "integrate-and-fire"`` and the synapse is an
+    undelayed `Delta` (or None): nothing is simulated, and the integrate-and-fire map is exact.
+    Otherwise `measure_transfer` of the whole neuron + synapse model followed by `check_rate_code`.
+
+    Parameters
+    ----------
+    model : NeuronModel
+        The neuron model (without synaptic kinetics).
+    dt : Quantity
+    n_steps : int
+    synapse : SynapseModel or None
+        None: `Delta()`.
 
     Raises
     ------
     TransferError
         If the measured model cannot carry a rate code.
     """
-    if model.transfer == "integrate-and-fire":
+    synapse = Delta() if synapse is None else synapse
+    if model.transfer == "integrate-and-fire" and synapse.instantaneous:
         return TransferCurve.ideal()
-    curve = measure_transfer(model, dt, n_steps)
-    check_rate_code(curve, model.name)
+    curve = measure_transfer(model, dt, n_steps, synapse=synapse)
+    name = model.name if synapse.instantaneous else f"{model.name}+{synapse.kind}"
+    check_rate_code(curve, name)
     return curve

@@ -275,10 +275,16 @@ def test_existing_file_is_refused_and_untouched(tmp_path):
         RunRecorder.create(path, attrs={})
     assert str(path) in str(error.value)
     assert (path.read_bytes(), path.stat().st_mtime_ns) == before
-    # with overwrite the file is replaced
+    # with overwrite the new run is written beside it and replaces it only once complete
     RunRecorder.create(path, attrs={}, overwrite=True).close(complete=False)
+    assert (path.read_bytes(), path.stat().st_mtime_ns) == before
+    pending = path.with_name(path.name + ".new")
+    with h5py.File(pending, "r") as f:
+        assert f.attrs["replaces"] == path.name and not f.attrs["complete"]
+    RunRecorder.create(path, attrs={}, overwrite=True).close(complete=True)
+    assert not pending.exists()
     with h5py.File(path, "r") as f:
-        assert len(f["segments/task"]) == 0
+        assert len(f["segments/task"]) == 0 and f.attrs["complete"] and "replaces" not in f.attrs
 
 
 def test_missing_folder_is_refused(tmp_path):

@@ -22,7 +22,8 @@ from importlib import resources
 from pathlib import Path
 
 BUNDLED = ("permuted-digits", "split-digits", "permuted-mnist-5k", "subspace-convergence")
-ENCODERS = ("regular", "poisson")
+ENCODERS = ("regular", "poisson", "random-phase", "refractory-poisson", "latency")
+SYNAPSES = ("delta", "exp_current", "conductance")
 BUILDERS = ("permuted", "split")
 HEADS = ("shared", "per-task")
 TARGETS = ("cython", "numpy")
@@ -35,7 +36,9 @@ SCHEMA: dict[str, dict] = {
     "data": {"dataset": "digits", "test_size": 450, "split_seed": 0, "encoder": "regular", "train_size": 0},
     "tasks": {"builder": "permuted", "identity_first": True, "classes": [], "heads": "shared"},
     "network": {"hidden": [128], "dt": "1 ms", "presentation": "40 ms", "input_max_rate": "500 Hz",
-                "batch_size": 64, "init_gain": 1.5, "tau_m": "100 ms", "v_threshold": "20 mV"},
+                "batch_size": 64, "init_gain": 1.5, "tau_m": "100 ms", "v_threshold": "20 mV",
+                "synapse": "delta", "tau_syn": "5 ms", "tau_e": "5 ms", "tau_i": "10 ms", "E_e": "70 mV",
+                "E_i": "-20 mV", "delay": "0 ms", "isi": "0 ms", "reset": True, "input_dead_time": "2 ms"},
     "neuron": {"model": "lif", "name": "", "equations": "", "threshold": "", "reset": "", "refractory": "",
                "spike_cost": "", "method": "", "parameters": {}, "initial": {}},
     "learning": {"lr": 0.1, "logit_scale": 10.0},
@@ -44,6 +47,8 @@ SCHEMA: dict[str, dict] = {
                 "consolidation_epochs": 6, "neuron": "graded", "decorrelate": False, "decorrelation_floor": 0.3,
                 "rate_scale": "200 Hz", "trace_tau": "200 ms", "projection": "closed-form"},
     "gpm": {"threshold": 0.97, "basis_sizes": "threshold"},
+    "ewc": {"strength": 100.0, "decay": 1.0},
+    "replay": {"per_class": 10},
     "sim": {"target": "cython", "record_spikes": True},
 }
 
@@ -239,6 +244,7 @@ class Experiment:
                 raise ConfigError(f"learning.{key} = {learn[key]} must be a finite positive number")
         _one_of("sim.target", sim["target"], TARGETS)
         _one_of("data.encoder", data["encoder"], ENCODERS)
+        _one_of("network.synapse", config["network"]["synapse"], SYNAPSES)
         _one_of("tasks.builder", tasks["builder"], BUILDERS)
         _one_of("tasks.heads", tasks["heads"], HEADS)
         _one_of("neuron.model", config["neuron"]["model"], NEURONS)
@@ -262,6 +268,7 @@ class Experiment:
         try:
             from hlopsim.models.from_config import lateral_spec, network_spec
             network = network_spec(config["network"], neuron=neuron_model(config))
+            network = _with_kinetics(network, config["network"], data["encoder"])
             lateral_spec(_lateral_fields(config["lateral"]))
             _consolidation(config["lateral"])
         except ConfigError:
@@ -278,12 +285,27 @@ class Experiment:
 
     def method(self, name: str):
         """A fresh method object by name, with this protocol's settings."""
-        from hlopsim.protocols.experiment.methods import GPM, HLOP, METHODS, Finetune
+        from hlopsim.protocols.experiment.methods import (EWC, GPM, HLOP, METHODS, Finetune, HLOPReplay, Multitask,
+                                                          Replay)
         if name not in METHODS:
             raise ConfigError(f"unknown method {name!r}; expected one of {', '.join(METHODS)}")
         n_layers = len(self.network.hidden) + 1
         lateral = self.config["lateral"]
-        if name == "hlop":
+        per_class = self.config.get("replay", SCHEMA["replay"])["per_class"]
+        if name in ("replay", "hlop+replay") and per_class < 0:
+            raise ConfigError(f"replay.per_class = {per_class} must be a non-negative integer")
+        if name == "ewc":
+            ewc = self.config.get("ewc", SCHEMA["ewc"])
+            if not (math.isfinite(ewc["strength"]) and ewc["strength"] >= 0):
+                raise ConfigError(f"ewc.strength = {ewc['strength']} must be a finite number ≥ 0")
+            if not 0.0 < ewc["decay"] <= 1.0:
+                raise ConfigError(f"ewc.decay = {ewc['decay']} must be in (0, 1]")
+            return EWC(strength=ewc["strength"], decay=ewc["decay"])
+        if name == "replay":
+            return Replay(per_class=per_class)
+        if name == "multitask":
+            return Multitask()
+        if name in ("hlop", "hlop+replay"):
             if len(lateral["first_task"]) != n_layers:
                 raise ConfigError(f"lateral.first_task = {lateral['first_task']} (and per_task, hebbian_rate) must "
                                   f"have one entry per weight layer: {n_layers} for network.hidden = "
@@ -301,6 +323,8 @@ class Experiment:
                 raise
             except ValueError as err:
                 raise ConfigError(str(err)) from None
+            if name == "hlop+replay":
+                return HLOPReplay(lateral=spec, consolidation_epochs=_consolidation(lateral), per_class=per_class)
             return HLOP(lateral=spec, consolidation_epochs=_consolidation(lateral))
         if name == "gpm":
             gpm, sizes = self.config["gpm"], None
@@ -355,6 +379,38 @@ def _consolidation(section: dict) -> int:
     if value < 0:
         raise ConfigError(f"lateral.consolidation_epochs = {value} must be a non-negative integer")
     return value
+
+
+def _with_kinetics(network, section: dict, encoder: str):
+    """``network`` with the ``[network]`` section's synapse model, ISI, reset and input dead time.
+
+    ``synapse`` picks the model (`hlopsim.models.synapses`) for every weight layer: ``"delta"`` takes
+    ``delay``; ``"exp_current"`` also ``tau_syn``; ``"conductance"`` also ``tau_e``, ``tau_i``, ``E_e``,
+    ``E_i``. The other models' keys are ignored. ``"refractory-poisson"`` input needs
+    ``input_max_rate · input_dead_time ≤ 1``.
+    """
+    from dataclasses import replace
+
+    from brian2 import Hz, ms
+
+    from hlopsim.models.quantities import parse_quantity
+    from hlopsim.models.synapses import compose, synapse_model
+    kind = section["synapse"]
+    parameters = {"delay": section["delay"]}
+    if kind == "exp_current":
+        parameters["tau_syn"] = section["tau_syn"]
+    elif kind == "conductance":
+        parameters.update({key: section[key] for key in ("tau_e", "tau_i", "E_e", "E_i")})
+    network = replace(network, synapse=synapse_model(kind, **parameters), isi=section["isi"], reset=section["reset"],
+                      input_dead_time=section["input_dead_time"])
+    compose(network.neuron, network.synapse)   # a neuron the synapse cannot drive fails here, not at build time
+    if encoder == "refractory-poisson":
+        rate = parse_quantity(section["input_max_rate"], Hz, name="network.input_max_rate")
+        dead = parse_quantity(section["input_dead_time"], ms, name="network.input_dead_time")
+        if float(rate * dead) > 1 + 1e-12:
+            raise ConfigError(f"network.input_dead_time = {section['input_dead_time']!r} with network.input_max_rate = "
+                              f"{section['input_max_rate']!r}: the refractory-poisson encoder needs rate × dead time ≤ 1")
+    return network
 
 
 def neuron_model(config: dict):

@@ -30,7 +30,10 @@ from tqdm import tqdm
 from hlopsim.data.encoders import SpikeTrains, poisson_encode, regular_encode
 from hlopsim.protocols.metrics import summarize
 
-ENCODERS = ("regular", "poisson")
+#: Input encoders by name (`hlopsim.data.encoders`): "regular" (evenly spaced, one phase for all),
+#: "poisson", "random-phase" (evenly spaced, a random phase per input and sample), "refractory-poisson"
+#: (Poisson with the network's ``input_dead_time``), "latency" (one spike, earlier when brighter).
+ENCODERS = ("regular", "poisson", "random-phase", "refractory-poisson", "latency")
 
 
 @dataclass
@@ -125,6 +128,89 @@ def output_heads(tasks: Sequence) -> tuple[int, list[slice | None]]:
         slices[h] = slice(start, start + width[h])
         start += width[h]
     return start, [slices[h] for h in heads]
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """The samples one task's supervised run presents (each epoch all of them, in a new order).
+
+    Attributes
+    ----------
+    x : ndarray, shape (S, features)
+    y : ndarray of int64, shape (S,)
+        Labels, each counted within its own task's head.
+    task, row : ndarray of int64, shape (S,)
+        Which task and which of its training rows each sample is (recorded as the segment's task and trial).
+    head : slice or None
+        The output head every sample shares (None: the shared head) — used when ``mask`` is None.
+    mask : ndarray of bool, shape (S, n_outputs), or None
+        Each sample's own head as an output mask, when the samples come from tasks of different heads.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    task: np.ndarray
+    row: np.ndarray
+    head: slice | None
+    mask: np.ndarray | None
+
+
+def training_set(tasks: Sequence, parts, heads: list[slice | None], n_outputs: int) -> TrainingSet:
+    """Assemble a supervised run's samples from ``(task index, rows or None for all)`` pairs
+    (`Finetune.training_rows`), in that order. One task with all its rows gives its own arrays
+    unchanged (no copy), so a fine-tuning run presents exactly what it always did."""
+    if len(parts) == 1 and parts[0][1] is None:
+        index = parts[0][0]
+        y = np.asarray(tasks[index].y_train, dtype=np.int64)
+        return TrainingSet(x=np.asarray(tasks[index].x_train), y=y, task=np.full(len(y), index),
+                           row=np.arange(len(y)), head=heads[index], mask=None)
+    xs, ys, source, rows = [], [], [], []
+    for index, chosen in parts:
+        if not (isinstance(index, (int, np.integer)) and 0 <= index < len(tasks)):
+            raise ValueError(f"training rows name task {index!r}; expected an index below {len(tasks)}")
+        n = len(tasks[index].y_train)
+        chosen = np.arange(n) if chosen is None else np.asarray(chosen, dtype=np.int64)
+        if len(chosen) and (chosen.min() < 0 or chosen.max() >= n):
+            raise ValueError(f"training rows of task {index} must lie in [0, {n}); got {chosen.min()} … {chosen.max()}")
+        xs.append(np.asarray(tasks[index].x_train)[chosen])
+        ys.append(np.asarray(tasks[index].y_train, dtype=np.int64)[chosen])
+        source.append(np.full(len(chosen), index))
+        rows.append(chosen)
+    source = np.concatenate(source)
+    used = sorted({int(j) for j in source})
+    distinct = {(heads[j].start, heads[j].stop) if heads[j] is not None else None for j in used}
+    mask = None
+    if len(distinct) > 1:
+        mask = np.zeros((len(source), n_outputs), dtype=bool)
+        for j in used:
+            mask[source == j, heads[j]] = True
+    return TrainingSet(x=np.concatenate(xs), y=np.concatenate(ys), task=source, row=np.concatenate(rows),
+                       head=heads[used[0]] if mask is None else None, mask=mask)
+
+
+def initial_accuracy(net, tasks: Sequence, heads: list[slice | None], test_groups: list[list[int]],
+                     test_spikes: list[SpikeTrains], progress=None) -> np.ndarray:
+    """Every task's test accuracy (%) with the network as it is, before any training: the reference
+    ``b`` of forward transfer (`protocols.metrics.forward_transfer`).
+
+    It presents the test spikes the run has already drawn (no random stream moves) with plasticity off
+    (no batch callback; the lateral circuits are switched off), and records nothing: the run file's
+    segments, spikes and results are those of a run without it. Cost: one more evaluation of every
+    task, i.e. one test pass on top of the ``n_tasks`` a run makes.
+    """
+    net.set_lateral_learning(False)
+    accuracy = np.full(len(tasks), np.nan)
+    for group, spikes in zip(test_groups, test_spikes):
+        scores = net.present(spikes, progress=progress).scores
+        start = 0
+        for j in group:
+            y_test = np.asarray(tasks[j].y_test)
+            part = scores[start:start + len(y_test)]
+            if heads[j] is not None:
+                part = part[:, heads[j]]
+            accuracy[j] = 100.0 * (np.argmax(part, axis=1) == y_test).mean()
+            start += len(y_test)
+    return accuracy
 
 
 def check_tasks(tasks: Sequence) -> None:
@@ -223,7 +309,9 @@ def run_tasks(tasks: Sequence, network=None, method="hlop", *, epochs: int = 3, 
     from hlopsim.sim import prefs
     from hlopsim.sim.learning import apply_update, credit
     from hlopsim.sim.network import SimNetwork
-    from hlopsim.sim.runfile import RunRecorder, open_run, read_checkpoint
+    from hlopsim.sim.resources import check_run_memory
+    from hlopsim.sim.runfile import (RunFileBusyError, RunFileError, RunRecorder, being_written, open_run,
+                                     pending_path, read_checkpoint)
     from hlopsim.models.network import NetworkSpec
 
     started = time.perf_counter()
@@ -250,22 +338,67 @@ def run_tasks(tasks: Sequence, network=None, method="hlop", *, epochs: int = 3, 
         raise ValueError(f"the method's lateral circuits name {len(lateral.first_task)} layers (first_task "
                          f"{list(lateral.first_task)}); the network has {len(spec.weight_names)} weight layers")
     n_consolidation = method.consolidation_epochs if method.uses_lateral else 0
+    # Settings that would exhaust the machine's memory are refused before anything is built.
+    check_run_memory(spec, lateral, n_tasks=n_tasks, n_train=max(len(t.y_train) for t in tasks),
+                     n_test=max(len(t.y_test) for t in tasks), epochs=int(epochs), consolidation_epochs=n_consolidation,
+                     encoder=encoder, record_spikes=record_spikes and out is not None, test_run_samples=test_run_samples)
     settings = {"epochs": int(epochs), "seed": int(seed), "lr": float(lr), "logit_scale": float(logit_scale),
                 "encoder": encoder}
     fingerprint = _fingerprint(tasks, spec, method, settings)
 
     out = Path(out) if out is not None else None
-    resume = False
-    if out is not None and out.exists() and not overwrite:
-        last = int(read_checkpoint(out)["checkpoint"]["task"])   # RunFileError (one line) if not resumable
-        with open_run(out) as run:
-            stored_fingerprint = run.attrs.get("experiment")
+    # The run file to continue: an interrupted `out`, or (overwrite) the unfinished replacement of `out`
+    # that this same call started (`pending_path`); any other replacement is started afresh.
+    resume = None
+    if out is not None and not overwrite and out.exists():
+        resume = out
+    elif out is not None and overwrite and pending_path(out).is_file():
+        try:
+            read_checkpoint(pending_path(out))
+            with open_run(pending_path(out)) as run:
+                if run.attrs.get("experiment") == fingerprint:
+                    resume = pending_path(out)
+        except RunFileError:
+            pass
+    if resume is not None:
+        if being_written(resume):
+            raise RunFileBusyError(f"{str(resume)!r} is being written by another running process; wait for it "
+                                   "to finish or choose another file")
+        state = read_checkpoint(resume)["checkpoint"]   # RunFileError (one line) if not resumable
+        last = state["task"]
+        where = f"{str(resume)!r}: /checkpoint attribute 'state'"
+        try:
+            for key in ("init", "order", "spike"):
+                np.random.default_rng().bit_generator.state = state["rng"][key]
+            float(state["train_seconds"]), int(state["train_samples"])
+            frozen = [int(n) for n in state["lateral_frozen"]]
+        except (KeyError, TypeError, ValueError) as err:
+            raise RunFileError(f"{where} cannot be used to resume ({type(err).__name__}: {err}; damaged file?)") \
+                from None
+        if last >= n_tasks or len(frozen) != (len(spec.weight_names) if method.uses_lateral else 0):
+            raise RunFileError(f"{where} names task {last} and {len(frozen)} lateral circuits; this run has "
+                               f"{n_tasks} tasks and {len(spec.weight_names) if method.uses_lateral else 0} "
+                               "circuits (damaged file?)")
+        with open_run(resume) as run:
+            if run.attrs.get("experiment") != fingerprint:
+                raise RunFileError(f"{str(resume)!r} holds a different run than the one asked for (other tasks, network, "
+                                   "method or settings; or its stored settings were edited); replace it (overwrite) "
+                                   "or choose another file")
             saved = {"R": run.accuracy_matrix(), "weights": [run.weights(layer, last) for layer in spec.weight_names],
                      "H": [run.lateral(layer, last)[0] for layer in spec.weight_names] if method.uses_lateral else []}
-        if stored_fingerprint != fingerprint:
-            raise ValueError(f"{str(out)!r} holds a different run (other tasks, network, method or settings); "
-                             "pass overwrite=True to replace it or choose another file")
-        resume = True
+        sizes = spec.layer_sizes
+        if saved["R"].shape != (n_tasks, n_tasks) or not np.isfinite(saved["R"][:last + 1]).all():
+            raise RunFileError(f"{str(resume)!r}: metrics/accuracy_matrix (shape {saved['R'].shape}) lacks the "
+                               f"accuracies of the finished tasks 0..{last}; it cannot be resumed (damaged file?)")
+        for layer, (name, weights) in enumerate(zip(spec.weight_names, saved["weights"])):
+            if weights.shape != (sizes[layer + 1], sizes[layer]) or not np.isfinite(weights).all():
+                raise RunFileError(f"{str(resume)!r}: weights/{name}/after_task_{last} has shape {weights.shape}"
+                                   f"{'' if np.isfinite(weights).all() else ' and non-finite values'}; expected "
+                                   f"finite ({sizes[layer + 1]}, {sizes[layer]}) (damaged file?)")
+        for name, H in zip(spec.weight_names, saved["H"]):
+            if H.ndim != 2 or H.shape[1] != sizes[spec.weight_names.index(name)] or not np.isfinite(H).all():
+                raise RunFileError(f"{str(resume)!r}: lateral/{name}/H_after_task_{last} has shape {H.shape} or "
+                                   "non-finite values; expected finite rows of the layer's inputs (damaged file?)")
 
     prefs.configure(target or (prefs.current_target() if prefs.current_target() in prefs.TARGETS else "cython"))
     seeds = np.random.SeedSequence(int(seed)).spawn(4)
@@ -275,9 +408,17 @@ def run_tasks(tasks: Sequence, network=None, method="hlop", *, epochs: int = 3, 
     rate_hz, dt_s, n_steps = float(spec.input_max_rate / Hz), float(spec.dt / second), spec.n_steps
 
     def encode(x):
+        # the random encoders draw from spike_rng (seeded, checkpointed); "regular" and "latency" draw nothing
+        from hlopsim.data.encoders import latency_encode, random_phase_encode, refractory_poisson_encode
         x = np.asarray(x, dtype=np.float64)
         if encoder == "regular":
             return regular_encode(x, rate_hz, dt_s, n_steps)
+        if encoder == "random-phase":
+            return random_phase_encode(x, rate_hz, dt_s, n_steps, spike_rng)
+        if encoder == "refractory-poisson":
+            return refractory_poisson_encode(x, rate_hz, dt_s, n_steps, spec.dead_steps, spike_rng)
+        if encoder == "latency":
+            return latency_encode(x, n_steps)
         return poisson_encode(x, rate_hz, dt_s, n_steps, spike_rng)
 
     # The test spikes are drawn once, so every evaluation sees exactly the same input. Consecutive
@@ -291,8 +432,8 @@ def run_tasks(tasks: Sequence, network=None, method="hlop", *, epochs: int = 3, 
     R = np.full((n_tasks, n_tasks), np.nan)
     train_seconds, train_samples = 0.0, 0
     rngs = {"init": init_rng, "order": order_rng, "spike": spike_rng}
-    if resume:
-        recorder, checkpoint = RunRecorder.resume(out)
+    if resume is not None:
+        recorder, checkpoint = RunRecorder.resume(resume)
         first_task = checkpoint["task"] + 1
         for key, rng in rngs.items():
             rng.bit_generator.state = checkpoint["rng"][key]
@@ -332,25 +473,38 @@ def run_tasks(tasks: Sequence, network=None, method="hlop", *, epochs: int = 3, 
                disable=not progress, leave=False, miniters=1)
     transfer = getattr(net, "transfer", None)
     try:
+        if first_task == 0:
+            # Forward transfer's reference b: every task with the initial weights (not recorded as segments).
+            initial = initial_accuracy(net, tasks, heads, test_groups, test_spikes, progress=bar)
+            if recorder is not None:
+                recorder.write_metrics(R, {"ACC": np.nan, "BWT": np.nan, "forgetting": np.nan},
+                                       timings={"initial_accuracy": initial})
         for index in range(first_task, n_tasks):
             task = tasks[index]
             x_train, y_train = np.asarray(task.x_train), np.asarray(task.y_train, dtype=np.int64)
-            head = heads[index]
             method.begin_task(net, index)
             net.set_lateral_learning(method.uses_lateral)
+            # What the supervised run presents: the task's samples, or (multitask, replay) earlier
+            # tasks' rows too, each with its own label and head (a per-row output mask if heads differ).
+            train = training_set(tasks, method.training_rows(tasks, index), heads, n_outputs)
+            head = train.head
             # All epochs of a task form one Brian2 run (each run() has a fixed set-up cost).
-            orders = [order_rng.permutation(len(y_train)) for _ in range(epochs)]
+            orders = [order_rng.permutation(len(train.y)) for _ in range(epochs)]
             order = np.concatenate(orders)
-            labels = y_train[order]
-            epoch = np.repeat(np.arange(epochs), len(y_train))
-            spikes = concat_spikes([encode(x_train[o]) for o in orders])
+            labels = train.y[order]
+            masks = None if train.mask is None else train.mask[order]
+            epoch = np.repeat(np.arange(epochs), len(train.y))
+            spikes = concat_spikes([encode(train.x[o]) for o in orders])
 
             def on_batch(batch):
                 valid = batch.valid
-                deltas, loss = credit(net.weights, batch.rates, labels[np.where(valid, batch.samples, 0)],
-                                      valid, logit_scale, transfer=transfer, head=head)
+                rows = np.where(valid, batch.samples, 0)
+                deltas, loss = credit(net.weights, batch.rates, labels[rows], valid, logit_scale,
+                                      transfer=transfer, head=head if masks is None else masks[rows])
                 apply_update(net.weights, deltas, batch.rates, method.projections(net), lr)
-                method.observe(batch.rates, valid & (epoch[np.where(valid, batch.samples, 0)] == epochs - 1))
+                keep = valid & (epoch[rows] == epochs - 1)
+                method.observe(batch.rates, keep)
+                method.after_update(net, deltas, batch.rates, keep, lr)
                 losses.append(loss)
                 return True
 
@@ -359,8 +513,8 @@ def run_tasks(tasks: Sequence, network=None, method="hlop", *, epochs: int = 3, 
             train_seconds += time.perf_counter() - tick
             train_samples += len(order)
             if recorder is not None:
-                recorder.append_block({"task": index, "stage": index, "epoch": epoch, "phase": "train",
-                                       "trial": order, "label": labels}, activity.spikes, n_steps)
+                recorder.append_block({"task": train.task[order], "stage": index, "epoch": epoch, "phase": "train",
+                                       "trial": train.row[order], "label": labels}, activity.spikes, n_steps)
             if n_consolidation:
                 # Lateral plasticity only, on the task's final representation (weights fixed).
                 orders = [order_rng.permutation(len(y_train)) for _ in range(n_consolidation)]

@@ -1,11 +1,17 @@
 """Continual-learning methods as small strategy objects.
 
-A method decides three things: whether (and which) lateral circuits run, what happens at the start
-and end of each task, and what projects each layer's supervised update (rows ``H``, or the circuit's
-own residual activity, see `sim.learning.apply_update`). It touches the network only through the
-`sim.network.SimNetwork` handle and numpy arrays. The experiment loop (`protocols.experiment.loop`)
-calls the hooks in this order per task: ``begin_task``, ``projections`` and ``observe`` after every
-training batch, ``end_task``, ``snapshots``.
+A method decides what its task's supervised run presents (the task's samples, or rows of earlier
+tasks too), whether (and which) lateral circuits run, what happens at the start and end of each task,
+what projects each layer's supervised update (rows ``H``, or the circuit's own residual activity, see
+`sim.learning.apply_update`) and what else happens to the weights after each update. It touches the
+network only through the `sim.network.SimNetwork` handle and numpy arrays. The experiment loop
+(`protocols.experiment.loop`) calls the hooks in this order per task: ``begin_task``,
+``training_rows``, then after every training batch ``projections``, ``observe`` and ``after_update``,
+then ``end_task``, ``snapshots``.
+
+Methods: `Finetune` (no protection, the lower baseline), `Multitask` (joint training on every task
+seen so far, the upper baseline), `EWC` (online elastic weight consolidation), `Replay` (a per-class
+buffer of earlier tasks' samples), `HLOP`, `HLOPReplay` (both), `GPM` (exact projection bases).
 
 To write a method, subclass `Finetune` and override the hooks you need; give it a ``name`` and a
 ``settings()`` dict (stored in the run file and compared when a run is resumed).
@@ -32,6 +38,7 @@ class Finetune:
     uses_lateral = False
     lateral = None                # the LateralSpec of the circuits this method simulates, if any
     consolidation_epochs = 0      # epochs of lateral learning only after each task's training
+    resumable = True              # an interrupted run can continue from its checkpoint (no unstored state)
 
     def settings(self) -> dict:
         """The method's settings as plain values (stored in run files; a resumed run must match)."""
@@ -43,9 +50,20 @@ class Finetune:
     def end_task(self, net, task: int) -> None:
         """Finish ``task``."""
 
+    def training_rows(self, tasks, task: int) -> list[tuple[int, np.ndarray | None]]:
+        """What task ``task``'s supervised run presents, as ``(task index, training rows or None for
+        all)`` pairs; every epoch presents their union in a new random order. Default: the task alone.
+        Each row keeps its own task's label and output head."""
+        return [(task, None)]
+
     def observe(self, rates, keep) -> None:
         """See the rates (every population, input first) of a training batch; ``keep`` marks the
         rows of the task's last training epoch (valid samples only)."""
+
+    def after_update(self, net, deltas, rates, keep, lr: float) -> None:
+        """After a batch's update of ``net.weights``: change them further in place if the method
+        regularises (`EWC`). ``deltas`` are the batch's credits (`sim.learning.credit`, computed before
+        the update), ``rates`` its rates (input first), ``keep`` as in `observe`, ``lr`` the step size."""
 
     def snapshots(self, net) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per weight layer, the protecting rows and their frozen mask to record after a task."""
@@ -133,6 +151,158 @@ class HLOP(Finetune):
                 for circuit in net.lateral]
 
 
+class Multitask(Finetune):
+    """Joint training on every task seen so far: the upper baseline.
+
+    Task t's supervised run presents the training samples of tasks 0 … t together (shuffled anew
+    every epoch), each sample with its own task's label and output head; nothing else differs from
+    `Finetune`. Its task t therefore costs t + 1 times a single task's training.
+    """
+
+    name = "multitask"
+
+    def training_rows(self, tasks, task: int) -> list[tuple[int, np.ndarray | None]]:
+        return [(task, None)] + [(earlier, None) for earlier in range(task)]
+
+
+def replay_rows(labels: np.ndarray, per_class: int) -> np.ndarray:
+    """A task's replay buffer: the first ``per_class`` training rows of each of its classes (fewer
+    if a class has fewer), in increasing row order.
+
+    Which rows is fixed by the data alone (the train/test split has already shuffled them), so a
+    resumed run rebuilds the same buffer without stored state or a random draw.
+
+    >>> replay_rows(np.array([3, 1, 3, 3, 1]), 2)
+    array([0, 1, 2, 4])
+    """
+    labels = np.asarray(labels)
+    rows = [np.flatnonzero(labels == label)[:per_class] for label in np.unique(labels)]
+    return np.sort(np.concatenate(rows)) if rows else np.zeros(0, dtype=np.int64)
+
+
+def _check_per_class(per_class) -> int:
+    if isinstance(per_class, bool) or not isinstance(per_class, (int, np.integer)) or per_class < 0:
+        raise ValueError(f"replay.per_class = {per_class!r} must be a non-negative integer")
+    return int(per_class)
+
+
+class Replay(Finetune):
+    """Experience replay: a small buffer of every earlier task's training samples, per class,
+    interleaved with the new task's samples.
+
+    Task t's supervised run presents its own training samples and, for every earlier task j < t,
+    ``per_class`` samples of each of task j's classes (`replay_rows`), shuffled together every epoch;
+    replayed samples keep their own task's label and head. ``per_class = 0`` is `Finetune`, bit for bit.
+
+    Parameters
+    ----------
+    per_class : int
+        Samples kept per class of every earlier task (``[replay] per_class``).
+    """
+
+    name = "replay"
+
+    def __init__(self, per_class: int = 10):
+        self.per_class = _check_per_class(per_class)
+
+    def settings(self) -> dict:
+        return {"per_class": self.per_class}
+
+    def training_rows(self, tasks, task: int) -> list[tuple[int, np.ndarray | None]]:
+        if not self.per_class:
+            return [(task, None)]
+        return [(task, None)] + [(earlier, replay_rows(tasks[earlier].y_train, self.per_class))
+                                 for earlier in range(task)]
+
+
+class EWC(Finetune):
+    """Online elastic weight consolidation (Kirkpatrick et al. 2017; online form: Schwarz et al. 2018).
+
+    Every layer's weights are pulled towards their values ``W*`` at the end of the previous task,
+    each weight in proportion to its diagonal Fisher information ``F`` accumulated over the tasks:
+    the loss gains ``(λ/2) Σ F ⊙ (W − W*)²``. The Fisher of task t is the mean over the samples of
+    its last training epoch of the squared per-sample gradient of the supervised rule,
+
+        F_t = mean_b (B δ_b)² (a_b)²ᵀ       (per layer; δ_b the row of `sim.learning.credit`, which
+                                             holds the 1/B of the batch mean; a_b the presynaptic rates)
+
+    and ``F ← decay · F + F_t`` (online EWC), ``W* ←`` the weights at the end of task t. After each
+    batch's supervised update the penalty's step is taken in its implicit (proximal) form
+
+        W ← W* + (W − W*) / (1 + η λ F)
+
+    which equals the explicit step ``W −= η λ F ⊙ (W − W*)`` to first order but never overshoots
+    ``W*``, whatever ``η λ F`` (an explicit step oscillates once ``η λ F > 2``). With ``strength``
+    0 nothing is computed and the run is `Finetune`'s, bit for bit.
+
+    Parameters
+    ----------
+    strength : float
+        ``λ`` (``[ewc] strength``), ≥ 0; the Fisher is in units of (logit scale × rate)², so λ is
+        relative to this network's rates.
+    decay : float
+        ``γ`` in (0, 1] (``[ewc] decay``): how much of the earlier tasks' Fisher is kept at each task.
+
+    Notes
+    -----
+    The Fisher and ``W*`` are not stored in the run file, so an interrupted ewc run cannot be
+    resumed (`begin_task` refuses); start it again.
+    """
+
+    name = "ewc"
+    resumable = False
+
+    def __init__(self, strength: float = 100.0, decay: float = 1.0):
+        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 <= strength < np.inf:
+            raise ValueError(f"ewc.strength = {strength!r} must be a finite number ≥ 0")
+        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 < decay <= 1.0:
+            raise ValueError(f"ewc.decay = {decay!r} must be in (0, 1]")
+        self.strength, self.decay = float(strength), float(decay)
+        self.fisher: list[np.ndarray] | None = None
+        self.anchors: list[np.ndarray] | None = None
+        self._sums: list[np.ndarray] = []
+        self._count = 0
+        self._shrink: tuple[float, list[np.ndarray]] | None = None
+
+    def settings(self) -> dict:
+        return {"strength": self.strength, "decay": self.decay}
+
+    def begin_task(self, net, task: int) -> None:
+        if self.strength and task > 0 and self.fisher is None:
+            raise ValueError(f"an ewc run cannot continue at task {task}: its Fisher information and anchor "
+                             "weights are not stored in the run file; start the run again")
+        self._sums = [np.zeros_like(w) for w in net.weights]
+        self._count = 0
+
+    def after_update(self, net, deltas, rates, keep, lr: float) -> None:
+        if not self.strength:
+            return
+        n = int(np.count_nonzero(keep))
+        if n:
+            scale = float(len(keep))          # per-sample gradient = B × the credit's row
+            for total, delta, rate in zip(self._sums, deltas, rates):
+                d, a = delta[keep] * scale, rate[keep]
+                total += (d * d).T @ (a * a)
+            self._count += n
+        if self.fisher is None:
+            return
+        if self._shrink is None or self._shrink[0] != lr:
+            self._shrink = (lr, [1.0 / (1.0 + lr * self.strength * f) for f in self.fisher])
+        for weights, anchor, shrink in zip(net.weights, self.anchors, self._shrink[1]):
+            weights -= anchor
+            weights *= shrink
+            weights += anchor
+
+    def end_task(self, net, task: int) -> None:
+        if not self.strength:
+            return
+        current = [total / max(self._count, 1) for total in self._sums]
+        self.fisher = current if self.fisher is None else [self.decay * f + c for f, c in zip(self.fisher, current)]
+        self.anchors = [w.copy() for w in net.weights]
+        self._shrink = None
+        self._sums, self._count = [], 0
+
+
 class GPM(Finetune):
     """Gradient projection memory (Saha et al., ICLR 2021): HLOP's projection with exact subspaces.
 
@@ -158,6 +328,7 @@ class GPM(Finetune):
     """
 
     name = "gpm"
+    resumable = False     # its bases are not stored in the run file
 
     def __init__(self, threshold: float = 0.97, sizes: tuple[list[int], list[int]] | None = None):
         if not 0.0 < threshold <= 1.0:
@@ -227,4 +398,20 @@ def grow_basis(basis: np.ndarray, A: np.ndarray, threshold: float, count: int | 
     return np.vstack([basis, vt[:k]]), k
 
 
-METHODS = {cls.name: cls for cls in (Finetune, HLOP, GPM)}
+class HLOPReplay(HLOP):
+    """HLOP's projected updates and lateral circuits, with `Replay`'s buffer interleaved in the supervised
+    run (the circuits also see the replayed samples). Parameters: those of `HLOP`, and ``per_class``."""
+
+    name = "hlop+replay"
+
+    def __init__(self, *args, per_class: int = 10, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.per_class = _check_per_class(per_class)
+
+    def settings(self) -> dict:
+        return {**super().settings(), "per_class": self.per_class}
+
+    training_rows = Replay.training_rows
+
+
+METHODS = {cls.name: cls for cls in (Finetune, HLOP, GPM, Multitask, EWC, Replay, HLOPReplay)}

@@ -24,6 +24,7 @@ import datetime
 import importlib
 import json
 import os
+import re
 import uuid
 from pathlib import Path
 
@@ -31,9 +32,14 @@ import numpy as np
 
 from hlopsim.sim.runfile import RunFile, RunFileError
 
-__all__ = ["MissingDependencyError", "export_command", "to_neo_block", "to_nwb", "unit_spike_times"]
+__all__ = ["ExportWriteError", "MissingDependencyError", "export_command", "to_neo_block", "to_nwb", "unit_spike_times"]
 
 INSTALL_HINT = "pip install '.[export]' in the hlopsim folder (or pip install pynwb neo)"
+
+
+class ExportWriteError(OSError):
+    """Writing an export failed (a full disk, an I/O error); one line naming the file and the
+    system's reason. The output file is unchanged."""
 
 
 class MissingDependencyError(ImportError):
@@ -121,6 +127,9 @@ def _check_output(out: Path, overwrite: bool, run_path: Path, flag: str) -> None
     without ``overwrite`` (``flag`` names the switch in the message)."""
     if not out.parent.resolve().is_dir():
         raise FileNotFoundError(f"{out}: folder {str(out.parent)!r} does not exist; expected an existing folder")
+    if not os.access(out.parent, os.W_OK):
+        raise RunFileError(f"{out}: folder {str(out.parent)!r} is not writable (read-only?); expected a writable "
+                           "folder")
     if out.is_dir():
         raise RunFileError(f"{out}: is a folder; expected the path of the NWB file to write")
     if out.exists():
@@ -253,14 +262,48 @@ def _write_nwb(run: RunFile, out, overwrite: bool, flag: str) -> dict:
 
     tmp = out.with_name(f".{out.stem}.tmp-{os.getpid()}.nwb")  # replaces OUT only once fully written
     try:
-        with NWBHDF5IO(str(tmp), "w") as io:
+        io = NWBHDF5IO(str(tmp), "w")
+        try:
             io.write(nwbfile)
+        except BaseException:
+            _abandon(io)
+            raise
+        io.close()
         if out.exists() and not overwrite:
             raise FileExistsError(f"{out}: exists; pass {flag} to replace it")
         os.replace(tmp, out)
+    except (OSError, RuntimeError) as err:
+        if isinstance(err, FileExistsError):
+            raise
+        text = " ".join(str(err).split())
+        found = re.search(r"errno = (\d+), error message = '([^']*)'", text)
+        reason = f"{found.group(2)} (errno {found.group(1)})" if found else (
+            f"{err.strerror} (errno {err.errno})" if isinstance(err, OSError) and err.strerror else text[:300])
+        unchanged = f"; {out} is unchanged" if out.exists() else ""
+        raise ExportWriteError(f"{out}: cannot write the NWB file: {reason}{unchanged}") from None
     finally:
         tmp.unlink(missing_ok=True)
     return {"path": out, **counts}
+
+
+def _abandon(io) -> None:
+    """Close an NWB writer whose write failed without writing again: HDF5 cannot close a file whose
+    buffers it cannot write (a full disk) and would crash the process at exit; its descriptor is
+    pointed at /dev/null first, and the half-written temporary file is removed by the caller."""
+    try:
+        file = io._file
+        fd = file.id.get_vfd_handle()
+        null = os.open(os.devnull, os.O_RDWR)
+        try:
+            os.dup2(null, fd)
+        finally:
+            os.close(null)
+    except Exception:  # noqa: BLE001 (not open, or another driver: close as is)
+        pass
+    try:
+        io.close()
+    except Exception:  # noqa: BLE001 (nothing more can be done for this file)
+        pass
 
 
 def to_nwb(run_or_path, out_path, overwrite: bool = False) -> Path:

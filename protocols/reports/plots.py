@@ -19,6 +19,7 @@ Kinds (``WHAT``):
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -507,7 +508,9 @@ def plot_command(path, what: str, *, task=None, phase=None, population=None, win
     window : str, optional
         ``"START:STOP"`` in seconds on the presentation clock (raster).
     out : str or os.PathLike, optional
-        PNG to write; default ``<file stem>-<what>.png`` next to the run file.
+        Image to write; default ``<file stem>-<what>.png`` next to the run file. A name without
+        a suffix gets ``.png`` (the format matplotlib writes), a suffix such as ``.pdf`` or
+        ``.svg`` chooses that format.
     dpi : int
         Resolution, dots per inch.
 
@@ -536,8 +539,14 @@ def plot_command(path, what: str, *, task=None, phase=None, population=None, win
         if not populations:
             raise RunFileError(f"{name}: --population {population!r} names no population")
     out = Path(out) if out is not None else Path(path).with_name(f"{Path(path).stem}-{what}.png")
+    if not out.suffix:
+        out = out.with_name(out.name + ".png")  # what matplotlib would write: print the real name
     if not out.parent.resolve().is_dir():
         raise RunFileError(f"{out}: folder {str(out.parent)!r} does not exist; expected an existing folder")
+    if out.is_dir():
+        raise RunFileError(f"{out}: is a folder; expected the path of the image to write")
+    if not os.access(out.parent, os.W_OK):
+        raise RunFileError(f"{out}: folder {str(out.parent)!r} is not writable (read-only?)")
 
     with RunFile(path) as run:
         if task is not None:
@@ -563,5 +572,7 @@ def plot_command(path, what: str, *, task=None, phase=None, population=None, win
         fig.savefig(out, dpi=dpi)
     except OSError as err:
         raise RunFileError(f"{out}: cannot write the figure: {' '.join(str(err).split())}") from None
+    except ValueError as err:  # a suffix matplotlib has no writer for
+        raise RunFileError(f"{out}: {' '.join(str(err).split())}") from None
     print(out)
     return 0

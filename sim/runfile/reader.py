@@ -19,7 +19,10 @@ accuracies in percent, weights in units of the spike cost (as stored).
 A file whose run was killed is still readable: only *complete* segments are shown, i.e. the
 segments for which the segment table and every population's ``segment_end`` (and the spikes
 they point to) were all written. Every problem with the file or with an argument raises
-`RunFileError` (a ``ValueError``) whose message starts with the file name.
+`RunFileError` (a ``ValueError``) whose message starts with the file name; a damaged file (a
+dataset of the wrong dtype or shape, segments out of order, ``segment_end`` decreasing, spikes
+outside their segment or out of order, a non-finite lateral circuit, a population without
+neurons) raises it naming the dataset, when that dataset is first read.
 
 This module reads HDF5 with h5py only; it imports neither Brian2 nor the protocol layer.
 """
@@ -134,9 +137,22 @@ def read_checkpoint(path) -> dict:
             checkpoint = json.loads(_as_str(text)) if text is not None else None
         except json.JSONDecodeError:
             checkpoint = None
+        where = f"{name}: /{schema.CHECKPOINT_GROUP} attribute {schema.CHECKPOINT_STATE_ATTR!r}"
         if not isinstance(checkpoint, dict):
-            raise RunFileError(f"{name}: /{schema.CHECKPOINT_GROUP} attribute {schema.CHECKPOINT_STATE_ATTR!r} "
-                               "is not a JSON object (damaged file?)")
+            raise RunFileError(f"{where} is not a JSON object (damaged file?)")
+        for key in ("task", "n_segments"):
+            value = checkpoint.get(key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise RunFileError(f"{where}: {key} = {value!r}; expected an integer >= 0 (damaged file?)")
+        counts = checkpoint.get("n_spikes")
+        if not isinstance(counts, dict) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                                   for v in counts.values()):
+            raise RunFileError(f"{where}: n_spikes = {counts!r}; expected a spike count >= 0 per population "
+                               "(damaged file?)")
+        missing = sorted(set(file["populations"]) - set(counts)) if isinstance(file.get("populations"), h5py.Group) \
+            else ["/populations"]
+        if missing:
+            raise RunFileError(f"{where}: n_spikes has no count for {', '.join(missing)} (damaged file?)")
     return {"config": config, "method": method, "checkpoint": checkpoint}
 
 
@@ -271,11 +287,34 @@ class RunFile:
         missing = [c for c in schema.SEGMENT_COLUMNS if not isinstance(self._file["segments"].get(c), h5py.Dataset)]
         if missing:
             raise self.error(f"segment columns {missing} are missing from /segments")
+        for column in schema.SEGMENT_COLUMNS:
+            self._check_integer_vector(self._file["segments"][column])
         for pop, group in self._file["populations"].items():
+            if not isinstance(group, h5py.Group):
+                raise self.error(f"populations/{pop} is a dataset; expected a population group (damaged file?)")
             absent = [d for d in schema.POPULATION_DTYPES if not isinstance(group.get(d), h5py.Dataset)]
             if absent or "n_neurons" not in group.attrs:
                 what = absent if absent else "attribute n_neurons"
                 raise self.error(f"population {pop!r} lacks {what}")
+            n_neurons = _plain(group.attrs["n_neurons"])
+            if isinstance(n_neurons, bool) or not isinstance(n_neurons, int) or n_neurons < 1:
+                raise self.error(f"populations/{pop} attribute n_neurons = {n_neurons!r}; expected an integer >= 1 "
+                                 "(damaged file?)")
+            for name in schema.POPULATION_DTYPES:
+                self._check_integer_vector(group[name])
+        for name in ("tasks", "weights", "lateral", "metrics"):
+            if name in self._file and not isinstance(self._file[name], h5py.Group):
+                raise self.error(f"/{name} is a dataset; expected a group (damaged file?)")
+        for kind in ("weights", "lateral"):
+            for layer, member in self._file.get(kind, {}).items():
+                if not isinstance(member, h5py.Group):
+                    raise self.error(f"{kind}/{layer} is a dataset; expected a group of snapshots (damaged file?)")
+
+    def _check_integer_vector(self, dataset) -> None:
+        """Refuse a dataset that is not 1-D integers (read: its dtype and shape only)."""
+        if dataset.ndim != 1 or dataset.dtype.kind not in "iu":
+            raise self.error(f"{dataset.name.lstrip('/')} has dtype {dataset.dtype} and shape {dataset.shape}; "
+                             "expected 1-D integers (damaged file?)")
 
     def close(self) -> None:
         """Close the file; closing twice does nothing."""
@@ -333,7 +372,11 @@ class RunFile:
     def seed(self) -> int | None:
         """int or None: Random seed of the run."""
         value = self._attr("seed")
-        return None if value is None else int(value)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(f"root attribute seed = {value!r}; expected an integer (damaged file?)")
+        return value
 
     @property
     def dt(self) -> float:
@@ -448,7 +491,39 @@ class RunFile:
         self._segments = {name: values[:n] for name, values in columns.items()}
         self._ends = {pop: pop_ends[:n] for pop, pop_ends in ends.items()}
         self._n = n
+        self._check_segments()
         self._phase_names = self._read_phase_names()
+        codes = self._segments["phase"]
+        if codes.size and int(codes.max()) >= len(self._phase_names):
+            row = int(np.argmax(codes))
+            raise self.error(f"segments/phase[{row}] = {codes[row]} has no name in its attribute phase_names "
+                             f"({len(self._phase_names)} names) (damaged file?)")
+
+    def _check_segments(self) -> None:
+        """Refuse a segment table or ``segment_end`` that the writer cannot have written: a column
+        below its smallest value, an empty or reversed segment, segments out of clock order, or
+        ``segment_end`` decreasing."""
+        seg = self._segments
+        for name, (dtype, minimum) in schema.GIVEN_COLUMNS.items():
+            values = seg[name]
+            if minimum is not None and values.size and values.min() < minimum:
+                row = int(np.argmin(values))
+                raise self.error(f"segments/{name}[{row}] = {values[row]}; expected >= {minimum} (damaged file?)")
+        start, stop = seg["start_step"].astype(np.int64), seg["stop_step"].astype(np.int64)
+        bad = np.flatnonzero(stop <= start)
+        if bad.size:
+            raise self.error(f"segments/start_step[{bad[0]}] = {start[bad[0]]} is not before segments/stop_step"
+                             f"[{bad[0]}] = {stop[bad[0]]} (damaged file?)")
+        bad = np.flatnonzero(start[1:] < stop[:-1])
+        if bad.size:
+            raise self.error(f"segments/start_step[{bad[0] + 1}] = {start[bad[0] + 1]} starts before segment "
+                             f"{bad[0]} ends ({stop[bad[0]]}); segments lie end to end in clock order (damaged file?)")
+        for pop, pop_ends in self._ends.items():
+            bad = np.flatnonzero(np.diff(pop_ends) < 0)
+            if bad.size or (pop_ends.size and pop_ends[0] < 0):
+                row = int(bad[0]) + 1 if bad.size else 0
+                raise self.error(f"populations/{pop}/segment_end decreases at row {row} ({pop_ends[row]}); expected "
+                                 "non-decreasing spike counts (damaged file?)")
 
     def _read_phase_names(self) -> list[str]:
         text = self.h5["segments/phase"].attrs.get(schema.PHASE_NAMES_ATTR)
@@ -457,8 +532,10 @@ class RunFile:
         try:
             names = json.loads(_as_str(text))
         except json.JSONDecodeError:
-            raise self.error("segments/phase attribute phase_names is not a JSON list of names") from None
-        return [str(name) for name in names]
+            names = None
+        if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+            raise self.error("segments/phase attribute phase_names is not a JSON list of names (damaged file?)")
+        return names
 
     @property
     def n_segments(self) -> int:
@@ -620,21 +697,52 @@ class RunFile:
             if isinstance(segment, (bool, np.bool_)) or not isinstance(segment, Integral):
                 raise self.error(f"segment must be an int, got {segment!r}")
             s = int(self._segment_selection([segment])[0])
-            lo, hi = self._span(pop, s, s + 1)
-            steps = g["spike_step"][lo:hi].astype(np.int64) - int(self._segments["start_step"][s])
-            return steps * dt, g["spike_neuron"][lo:hi].astype(np.int64)
-        if window is not None:
+            first, stop = s, s + 1
+        elif window is not None:
             start_s, stop_s = self._check_window(window)
             first = int(np.searchsorted(self._segments["stop_step"] * dt, start_s, side="right"))
             stop = int(np.searchsorted(self._segments["start_step"] * dt, stop_s, side="left"))
             if stop <= first:
                 return np.empty(0), np.empty(0, dtype=np.int64)
-            lo, hi = self._span(pop, first, stop)
-            times = g["spike_step"][lo:hi].astype(np.float64) * dt
+        else:
+            first, stop = 0, self._n
+        lo, hi = self._span(pop, first, stop)
+        steps = g["spike_step"][lo:hi].astype(np.int64)
+        neurons = self._checked_neurons(pop, g["spike_neuron"][lo:hi])
+        self._check_spike_steps(pop, steps, first, stop, lo)
+        if segment is not None:
+            return (steps - int(self._segments["start_step"][first])) * dt, neurons
+        times = steps.astype(np.float64) * dt
+        if window is not None:
             keep = (times >= start_s) & (times < stop_s)
-            return times[keep], g["spike_neuron"][lo:hi].astype(np.int64)[keep]
-        lo, hi = self._span(pop, 0, self._n)
-        return g["spike_step"][lo:hi].astype(np.float64) * dt, g["spike_neuron"][lo:hi].astype(np.int64)
+            return times[keep], neurons[keep]
+        return times, neurons
+
+    def _checked_neurons(self, pop, neurons) -> np.ndarray:
+        """``neurons`` as int64, refused if an index is not below the population's size."""
+        neurons = np.asarray(neurons).astype(np.int64)
+        n = self.n_neurons(pop)
+        if neurons.size and neurons.max() >= n:
+            raise self.error(f"populations/{pop}/spike_neuron holds neuron {int(neurons.max())}; expected < "
+                             f"n_neurons = {n} (damaged file?)")
+        return neurons
+
+    def _check_spike_steps(self, pop, steps, first, stop, lo) -> None:
+        """Refuse spikes (global steps of segments first .. stop-1, from spike index ``lo``) that are
+        out of clock order or outside their own segment."""
+        if not steps.size:
+            return
+        if np.any(steps[1:] < steps[:-1]):
+            row = lo + int(np.flatnonzero(steps[1:] < steps[:-1])[0]) + 1
+            raise self.error(f"populations/{pop}/spike_step is out of clock order at row {row} (damaged file?)")
+        counts = np.diff(self._ends[pop][first:stop], prepend=lo)
+        low = np.repeat(self._segments["start_step"][first:stop].astype(np.int64), counts)
+        high = np.repeat(self._segments["stop_step"][first:stop].astype(np.int64), counts)
+        outside = np.flatnonzero((steps < low) | (steps >= high))
+        if outside.size:
+            row = lo + int(outside[0])
+            raise self.error(f"populations/{pop}/spike_step[{row}] = {steps[outside[0]]} lies outside its segment "
+                             f"[{low[outside[0]]}, {high[outside[0]]}) (damaged file?)")
 
     def _check_window(self, window) -> tuple[float, float]:
         try:
@@ -669,8 +777,8 @@ class RunFile:
             Neuron index of each spike.
         """
         owner, local, keep, (lo, hi) = self._local_steps(pop, segments)
-        neurons = self._population(pop)["spike_neuron"][lo:hi]
-        return owner, local, (neurons if keep is None else neurons[keep]).astype(np.int64)
+        neurons = self._checked_neurons(pop, self._population(pop)["spike_neuron"][lo:hi])
+        return owner, local, neurons if keep is None else neurons[keep]
 
     def _local_steps(self, pop, segments, want_owner=True):
         """Owner segment and local step of the spikes of the selected segments.
@@ -688,6 +796,12 @@ class RunFile:
         per_segment = np.diff(self._ends[pop][first:stop], prepend=lo)
         local = g["spike_step"][lo:hi].astype(np.int64)
         local -= _expand(self._segments["start_step"][first:stop].astype(np.int64), per_segment)
+        duration = _expand((self._segments["stop_step"][first:stop] - self._segments["start_step"][first:stop])
+                           .astype(np.int64), per_segment)
+        outside = np.flatnonzero((local < 0) | (local >= duration))
+        if outside.size:
+            raise self.error(f"populations/{pop}/spike_step[{lo + int(outside[0])}] lies outside its segment "
+                             "(damaged file?)")
         contiguous = len(np.unique(sel)) == stop - first
         owner = None
         if want_owner or not contiguous:
@@ -815,6 +929,8 @@ class RunFile:
         """
         dataset = self.h5.get(f"metrics/{schema.ACCURACY_MATRIX}")
         if isinstance(dataset, h5py.Dataset):
+            if dataset.dtype.kind not in "iuf":
+                raise self.error(f"metrics/accuracy_matrix has dtype {dataset.dtype}; expected numbers (damaged file?)")
             R = np.asarray(dataset[()], dtype=np.float64)
             if R.ndim != 2 or R.shape[0] != R.shape[1]:
                 raise self.error(f"metrics/accuracy_matrix has shape {R.shape}; expected (N, N)")
@@ -931,7 +1047,19 @@ class RunFile:
         if h_key not in group or mask_key not in group:
             raise self.error(f"lateral {layer!r} has no snapshot after task {task!r}; "
                              f"available after tasks {self.lateral_tasks(layer)}")
-        return np.asarray(group[h_key][()], dtype=np.float64), np.asarray(group[mask_key][()], dtype=bool)
+        H, mask = group[h_key], group[mask_key]
+        where = f"lateral/{layer}/{h_key}"
+        if not isinstance(H, h5py.Dataset) or H.dtype.kind not in "iuf" or H.ndim != 2:
+            shape = H.shape if isinstance(H, h5py.Dataset) else "a group"
+            raise self.error(f"{where} is {shape}; expected a 2-D array of numbers (damaged file?)")
+        H = np.asarray(H[()], dtype=np.float64)
+        if not np.isfinite(H).all():
+            raise self.error(f"{where} holds non-finite values (NaN or inf); a circuit that diverges stops the run "
+                             "before its snapshot (damaged file?)")
+        if not isinstance(mask, h5py.Dataset) or mask.shape != (H.shape[0],) or mask.dtype.kind not in "biu":
+            raise self.error(f"lateral/{layer}/{mask_key} has shape {getattr(mask, 'shape', None)}; expected one "
+                             f"flag per row of {where} ({H.shape[0]},) (damaged file?)")
+        return H, np.asarray(mask[()], dtype=bool)
 
     def lateral_sizes(self) -> dict[str, list[dict]]:
         """Size of every lateral circuit after every task.
@@ -964,7 +1092,10 @@ class RunFile:
         if not isinstance(name, str) or name not in known:
             listed = ", ".join(known) if known else "none in this file"
             raise self.error(f"{what} {name!r} is unknown; expected one of: {listed}")
-        return self.h5[kind][name]
+        group = self.h5[kind][name]
+        if not isinstance(group, h5py.Group):
+            raise self.error(f"{kind}/{name} is a dataset; expected a group of snapshots (damaged file?)")
+        return group
 
 
 def _open_read_only(path) -> h5py.File:

@@ -25,6 +25,9 @@ Layout::
     /checkpoint           attr state: JSON text of what a resumed run needs (written after
                           every finished task)
 
+A run started with ``overwrite`` is written as ``<file>.new`` (root attribute ``replaces`` names
+``<file>``) and renamed over ``<file>`` once complete.
+
 Only names and dtypes live here; the writer (`writer.RunRecorder`) and the reader
 (`reader.RunFile`) both take them from this module, so the two cannot drift apart.
 """
@@ -37,8 +40,14 @@ FORMAT = "hlopsim-run"
 FORMAT_VERSION = 1
 """Value of the root attribute ``format_version``; readers refuse larger values."""
 
-RESERVED_ATTRS = ("format", "format_version", "created", "complete")
+RESERVED_ATTRS = ("format", "format_version", "created", "complete", "replaces")
 """Root attributes set by the writer itself, refused in the attrs given to it."""
+REPLACES_ATTR = "replaces"
+"""Root attribute of a run written with ``overwrite``: the name of the file (in the same folder) it
+replaces once it is complete; removed when it does."""
+PENDING_SUFFIX = ".new"
+"""A run written with ``overwrite`` is written to ``<file><PENDING_SUFFIX>`` beside ``<file>`` and
+renamed over it when complete, so the old run survives until the new one has finished."""
 REQUIRED_READ_ATTRS = {"dt": "the time step in seconds",
                        "n_steps_per_presentation": "steps per presentation"}
 """Root attributes a reader needs, with what each means (for error messages)."""

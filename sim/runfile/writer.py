@@ -6,6 +6,16 @@ is flushed, spikes first, so a killed process leaves a readable file whose segme
 agree up to the last completed block. Blocks are written by one background thread, in order,
 overlapping the simulation of the next block; every other method waits for them first.
 
+Data safety. A recorder holds an exclusive advisory lock (``flock``) on its file while it writes
+it, so a second writer (another run, a resume, an overwrite) is refused with `RunFileBusyError`
+instead of both writing one file; readers are not blocked. A new file is built under a private
+name and linked into place once it is a valid, flushed run file, so an interrupt at any moment
+leaves either no file or one every reader accepts. With ``overwrite`` the run is written to
+`pending_path` (``<file>.new``) and renamed over ``<file>`` only when it is complete: until then
+the old run is untouched. A failed write (full disk, read-only folder, I/O error) raises
+`RunFileWriteError`, one line naming the file and the system's reason; what was flushed before
+stays readable.
+
 This module reads and writes HDF5 with h5py only; it imports neither Brian2 nor the protocol
 layer (the caller computes the metrics it stores, see `RunRecorder.write_metrics`).
 """
@@ -13,18 +23,141 @@ layer (the caller computes the metrics it stores, see `RunRecorder.write_metrics
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
+import functools
 import json
 from numbers import Integral, Real
+import os
 from pathlib import Path
+import re
 
 import h5py
 import numpy as np
 
 from hlopsim.sim.runfile import schema
 from hlopsim.sim.runfile._metrics import filled_tasks
-from hlopsim.sim.runfile.reader import read_checkpoint
+from hlopsim.sim.runfile.reader import RunFileError, read_checkpoint
 
-__all__ = ["RunRecorder"]
+try:
+    import fcntl
+except ImportError:  # no advisory locks on this platform: files are written unguarded
+    fcntl = None
+
+__all__ = ["RunRecorder", "RunFileBusyError", "RunFileWriteError", "being_written", "pending_path"]
+
+
+class RunFileBusyError(RunFileError):
+    """Another live process is writing the run file (it holds the writer's lock); nothing was touched."""
+
+
+class RunFileWriteError(OSError):
+    """Writing a run file failed: a full disk, a read-only or vanished folder, an I/O error.
+
+    The message is one line naming the file and the system's reason; ``errno`` is the system's
+    error number when known. Everything flushed before the failure (every finished block and
+    checkpoint) stays in the file.
+    """
+
+    def __init__(self, errno, message):
+        super().__init__(message)
+        self.errno = errno
+
+    def __str__(self):
+        return self.args[0]
+
+
+def pending_path(path) -> Path:
+    """Where a run that replaces ``path`` (``overwrite``) is written until it is complete:
+    ``<path>.new`` beside it (`schema.PENDING_SUFFIX`)."""
+    path = Path(path)
+    return path.with_name(path.name + schema.PENDING_SUFFIX)
+
+
+def being_written(path) -> bool:
+    """Whether a live process holds the writer's lock on ``path``.
+
+    Probes with a non-blocking shared ``flock``: a recorder holds an exclusive one for as long as
+    it writes (readers' shared locks do not count). False if the file does not exist or the
+    platform or file system has no such locks.
+    """
+    if fcntl is None:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # also drops the probe's lock
+    return False
+
+
+def _busy_message(path) -> str:
+    return (f"{str(path)!r} is being written by another running process (an hlopsim run or resume); "
+            "wait for it to finish or choose another file")
+
+
+class _WriterLock:
+    """The exclusive ``flock`` a recorder holds on its file (on the inode: it follows renames)."""
+
+    def __init__(self, path):
+        self.fd = None
+        if fcntl is None:
+            return
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunFileBusyError(_busy_message(path)) from None
+        except OSError:  # the file system has no locks: write unguarded
+            os.close(fd)
+            return
+        self.fd = fd
+
+    def release(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _reason(err) -> str:
+    """The system's reason for a failed write, in one line (HDF5's messages embed errno and text)."""
+    text = " ".join(str(err).split())
+    found = re.search(r"errno = (\d+), error message = '([^']*)'", text)
+    if found:
+        return f"{found.group(2)} (errno {found.group(1)})"
+    if isinstance(err, OSError) and err.errno and err.strerror:
+        return f"{err.strerror} (errno {err.errno})"
+    return text[:300]
+
+
+def _write_error(path, err) -> RunFileWriteError:
+    errno = getattr(err, "errno", None)
+    found = re.search(r"errno = (\d+)", str(err))
+    if found:
+        errno = int(found.group(1))
+    return RunFileWriteError(errno, f"cannot write run file {str(path)!r}: {_reason(err)}")
+
+
+def _writes(method):
+    """Turn a failed HDF5 write inside a recorder method into `RunFileWriteError` and remember it."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except RunFileWriteError as err:
+            self._failed = self._failed or err
+            raise
+        except (OSError, RuntimeError) as err:  # h5py reports failed writes as either
+            error = _write_error(self.path, err)
+            self._failed = self._failed or error
+            raise error from None
+    return wrapper
 
 SPIKE_CHUNK = 2**16
 """Elements per chunk of the spike arrays."""
@@ -117,6 +250,7 @@ class RunRecorder:
         self._file = file
         self.path = path
         self._writer, self._pending = None, []
+        self._failed, self._lock, self._replaces = None, None, None
         self._clock = 0
         self._phase_names = list(schema.PHASE_NAMES)
         self._populations = {}
@@ -155,37 +289,58 @@ class RunRecorder:
         FileNotFoundError
             If the folder of ``path`` does not exist.
         FileExistsError
-            If ``path`` exists and ``overwrite`` is False; the file is
-            left untouched.
+            If ``path`` exists and ``overwrite`` is False, or (without
+            ``overwrite``) ``<path>.new`` holds an interrupted overwrite of
+            it; the files are left untouched.
+        RunFileBusyError
+            If another live process writes ``path`` or ``<path>.new``.
+        RunFileWriteError
+            If the file cannot be written (read-only folder, full disk).
         ValueError
-            If an attribute name is reserved or its value cannot be stored.
+            If ``path`` is a folder or not a regular file, or an attribute
+            name is reserved or its value cannot be stored.
+
+        Notes
+        -----
+        The file is built under a private name beside ``path`` and linked
+        into place once it holds a valid, flushed skeleton: an interrupt at
+        any moment leaves no file or a readable one. With ``overwrite`` the
+        recorder writes `pending_path` (``<path>.new``, root attribute
+        ``replaces``) and `close` with ``complete=True`` renames it over
+        ``path``; an existing ``<path>.new`` is replaced (resume it with
+        `resume` instead to continue it).
         """
         path = Path(path)
         if not path.parent.is_dir():
             raise FileNotFoundError(
                 f"cannot create run file {str(path)!r}: folder {str(path.parent)!r} does not exist"
             )
-        if path.exists() and not overwrite:
-            raise FileExistsError(
-                f"run file {str(path)!r} already exists; pass overwrite=True to replace it"
-            )
+        if path.is_dir():
+            raise RunFileError(f"{str(path)!r} is a folder; expected the path of a run file (.h5)")
+        if path.exists() and not path.is_file():
+            raise RunFileError(f"{str(path)!r} is not a regular file; expected the path of a run file (.h5)")
+        pending = pending_path(path)
+        if not overwrite:
+            if path.exists():
+                raise FileExistsError(
+                    f"run file {str(path)!r} already exists; pass overwrite=True to replace it"
+                )
+            if pending.exists():
+                raise FileExistsError(
+                    f"{str(pending)!r} holds an interrupted overwrite of {str(path)!r}; pass overwrite=True "
+                    "to continue or replace it"
+                )
+            target = path
+        else:
+            for busy in (path, pending):
+                if being_written(busy):
+                    raise RunFileBusyError(_busy_message(busy))
+            if pending.is_dir() or (pending.exists() and not pending.is_file()):
+                raise RunFileError(f"{str(pending)!r} is in the way of the new run (not a regular file); "
+                                   "remove it")
+            target = pending
         _check_attrs(attrs)
-        # The default (earliest) file format: a file written with
-        # libver="latest" cannot be opened after its writer was killed
-        # until h5clear resets its consistency flags.
-        file = h5py.File(path, "w" if overwrite else "w-")
-        try:
-            file.attrs["format"] = schema.FORMAT
-            file.attrs["format_version"] = schema.FORMAT_VERSION
-            file.attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-            file.attrs["complete"] = False
-            file.attrs.update(attrs)
-            recorder = cls(file, path)
-            file.flush()
-        except BaseException:
-            file.close()
-            raise
-        return recorder
+        return _new_file(cls, target, path, attrs, replaces=path if overwrite else None)
 
     @classmethod
     def resume(cls, path):
@@ -209,24 +364,53 @@ class RunRecorder:
         Raises
         ------
         RunFileError
-            As `read_checkpoint`: not a run file, a complete run, no checkpoint, a gpm run.
+            As `read_checkpoint`: not a run file, a complete run, no checkpoint, a gpm run; or
+            the file's datasets do not hold what its checkpoint counts (damaged file).
+        RunFileBusyError
+            If another live process writes the file.
+        RunFileWriteError
+            If the file cannot be written (read-only file or file system, full disk).
+
+        Notes
+        -----
+        A file ``<name>.new`` with the root attribute ``replaces = "<name>"`` (written with
+        ``overwrite``) again replaces ``<name>`` when it is closed complete.
         """
         path = Path(path)
         checkpoint = read_checkpoint(path)["checkpoint"]
-        file = h5py.File(path, "r+")
+        if not os.access(path, os.W_OK):
+            raise RunFileWriteError(13, f"cannot write run file {str(path)!r}: the file or its file system is "
+                                        "read-only; copy it to a writable folder to resume it")
+        lock = _WriterLock(path)
         try:
-            n_segments = int(checkpoint["n_segments"])
+            file = h5py.File(path, "r+", locking=False)
+        except (OSError, RuntimeError) as err:
+            lock.release()
+            raise _write_error(path, err) from None
+        try:
             recorder = cls.__new__(cls)
             recorder._file, recorder.path = file, path
             recorder._writer, recorder._pending = None, []
-            recorder._phase_names = json.loads(file["segments/phase"].attrs[schema.PHASE_NAMES_ATTR])
-            recorder._segments = {name: _Appender.existing(file["segments"][name], n_segments)
-                                  for name in schema.SEGMENT_DTYPES}
-            recorder._populations = {
-                name: _Population(group, int(group.attrs["n_neurons"]),
-                                  existing=(int(checkpoint["n_spikes"][name]), n_segments))
-                for name, group in file["populations"].items()}
-            recorder._clock = int(file["segments/stop_step"][n_segments - 1]) if n_segments else 0
+            recorder._failed, recorder._lock, recorder._replaces = None, lock, None
+            replaces = file.attrs.get(schema.REPLACES_ATTR)
+            if replaces is not None:  # honoured only while the file keeps its name <replaces>.new
+                replaces = path.with_name(Path(replaces.decode() if isinstance(replaces, bytes) else str(replaces)).name)
+                recorder._replaces = replaces if pending_path(replaces) == path else None
+            try:
+                n_segments = int(checkpoint["n_segments"])
+                recorder._phase_names = json.loads(file["segments/phase"].attrs[schema.PHASE_NAMES_ATTR])
+                recorder._segments = {name: _Appender.existing(file["segments"][name], n_segments)
+                                      for name in schema.SEGMENT_DTYPES}
+                recorder._populations = {
+                    name: _Population(group, int(group.attrs["n_neurons"]),
+                                      existing=(int(checkpoint["n_spikes"][name]), n_segments))
+                    for name, group in file["populations"].items()}
+                recorder._clock = int(file["segments/stop_step"][n_segments - 1]) if n_segments else 0
+            except (KeyError, ValueError, TypeError, IndexError) as err:
+                detail = f"{err.args[0]!r} is missing" if isinstance(err, KeyError) and err.args else \
+                    " ".join(str(err).split())
+                raise RunFileError(f"{str(path)!r} cannot be resumed: its datasets do not match its checkpoint "
+                                   f"({detail}; damaged file?)") from None
             last_task = int(checkpoint["task"])
             for kind in ("weights", "lateral"):
                 for group in file[kind].values():
@@ -235,11 +419,17 @@ class RunRecorder:
                             del group[name]
             file.attrs["complete"] = False
             file.flush()
-        except BaseException:
-            file.close()
+        except BaseException as err:
+            try:
+                _release_failed(file)
+            finally:
+                lock.release()
+            if isinstance(err, (OSError, RuntimeError)) and not isinstance(err, RunFileWriteError):
+                raise _write_error(path, err) from None
             raise
         return recorder, checkpoint
 
+    @_writes
     def write_checkpoint(self, **state):
         """Record, as the last write of a finished task, what a resumed run needs.
 
@@ -254,6 +444,7 @@ class RunRecorder:
         group.attrs[schema.CHECKPOINT_STATE_ATTR] = json.dumps(state)
         self._file.flush()
 
+    @_writes
     def add_population(self, name, n_neurons, model, role):
         """Register a population whose spikes will be recorded.
 
@@ -300,6 +491,7 @@ class RunRecorder:
         """int: Steps laid out so far on the presentation clock."""
         return self._clock
 
+    @_writes
     def append_block(self, segments, spikes, n_steps):
         """Append a block of presentations of ``n_steps`` steps each.
 
@@ -512,6 +704,7 @@ class RunRecorder:
                 still.append(future)
         self._pending = still
 
+    @_writes
     def wait(self):
         """Block until every submitted block is written; re-raise a writer error."""
         pending, self._pending = self._pending, []
@@ -524,6 +717,7 @@ class RunRecorder:
 
     # -------------------------------------------------------------- snapshots
 
+    @_writes
     def write_task(self, index, name, **arrays):
         """Write the description of task ``index`` to ``/tasks/<index>``.
 
@@ -557,6 +751,7 @@ class RunRecorder:
             _write_array(group, key, array)
         self._file.flush()
 
+    @_writes
     def write_weights(self, name, task, array):
         """Write a weight snapshot taken after training ``task``.
 
@@ -588,6 +783,7 @@ class RunRecorder:
         _write_array(group, key, array).attrs["task"] = task
         self._file.flush()
 
+    @_writes
     def write_lateral(self, layer, task, H, frozen_mask):
         """Write the lateral (HLOP) weights of ``layer`` after training ``task``.
 
@@ -631,6 +827,7 @@ class RunRecorder:
         _write_array(group, mask_key, frozen_mask).attrs["task"] = task
         self._file.flush()
 
+    @_writes
     def write_metrics(self, R, summary, timings=None):
         """Write (or overwrite) the accuracy matrix and its summary.
 
@@ -678,6 +875,7 @@ class RunRecorder:
             _replace_array(group, key, array)
         self._file.flush()
 
+    @_writes
     def set_attrs(self, **attrs):
         """Set root attributes (same rules as ``attrs`` of `create`).
 
@@ -693,6 +891,7 @@ class RunRecorder:
 
     # ---------------------------------------------------------------- closing
 
+    @_writes
     def flush(self):
         """Write all buffered data (partial last chunks) and flush the file."""
         self._check_open()
@@ -722,15 +921,54 @@ class RunRecorder:
             raise ValueError(f"complete must be a bool, got {complete!r}")
         if self._file is None:
             return
+        error = None
         try:
-            self.flush()
-            self._file.attrs["complete"] = bool(complete)
+            if self._failed is None:  # after a failed write nothing more is written: keep what was flushed
+                try:
+                    self.flush()
+                    self._set_complete(bool(complete))
+                except RunFileWriteError as err:
+                    error = err
         finally:
-            if self._writer is not None:
-                self._writer.shutdown(wait=True)     # a failed flush may leave jobs running
-                self._writer = None
-            self._file.close()
-            self._file = None
+            try:
+                if self._writer is not None:
+                    self._writer.shutdown(wait=True)     # a failed flush may leave jobs running
+                    self._writer = None
+                if self._failed is None:
+                    try:
+                        self._file.close()                # everything was flushed: nothing left to fail
+                    except (OSError, RuntimeError) as err:
+                        error = error or _write_error(self.path, err)
+                else:
+                    _release_failed(self._file)
+                self._file = None
+                if error is None and self._failed is None and complete and self._replaces is not None:
+                    error = self._replace_target()
+            finally:
+                if self._lock is not None:
+                    self._lock.release()
+        if error is not None:
+            raise error
+
+    @_writes
+    def _set_complete(self, complete):
+        self._file.attrs["complete"] = complete
+        if complete and schema.REPLACES_ATTR in self._file.attrs:
+            del self._file.attrs[schema.REPLACES_ATTR]
+        self._file.flush()
+
+    def _replace_target(self):
+        """Rename the finished run over the file it replaces; return the error, if any."""
+        if being_written(self._replaces):
+            return RunFileBusyError(f"{str(self._replaces)!r} is being written by another running process; "
+                                    f"the finished run is kept in {str(self.path)!r}")
+        try:
+            os.replace(self.path, self._replaces)
+        except OSError as err:
+            return RunFileWriteError(err.errno, f"cannot replace {str(self._replaces)!r} by the finished run "
+                                                f"{str(self.path)!r}: {_reason(err)}")
+        self.path = self._replaces
+        return None
 
     @property
     def closed(self):
@@ -753,6 +991,85 @@ class RunRecorder:
 
 
 # -------------------------------------------------------------------- helpers
+
+
+def _new_file(cls, target, path, attrs, replaces):
+    """Create the run file ``target`` as `RunRecorder.create` describes: a private file beside it
+    gets the skeleton (root attributes, groups) and the writer's lock, is flushed, and is then
+    linked to ``target`` and unlinked; on any error nothing is left."""
+    scratch = target.with_name(f".{target.name}.{os.getpid()}.creating")
+    try:
+        scratch.unlink(missing_ok=True)
+        # The default (earliest) file format: a file written with libver="latest" cannot be
+        # opened after its writer was killed until h5clear resets its consistency flags.
+        file = h5py.File(scratch, "w-", locking=False)
+    except (OSError, RuntimeError) as err:
+        raise _write_error(path, err) from None
+    lock = None
+    try:
+        lock = _WriterLock(scratch)
+        file.attrs["format"] = schema.FORMAT
+        file.attrs["format_version"] = schema.FORMAT_VERSION
+        file.attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        file.attrs["complete"] = False
+        file.attrs.update(attrs)
+        if replaces is not None:
+            file.attrs[schema.REPLACES_ATTR] = replaces.name
+        recorder = cls(file, target)
+        recorder._lock, recorder._replaces = lock, replaces
+        file.flush()
+        if replaces is not None:
+            target.unlink(missing_ok=True)  # a stale <path>.new that nobody writes (checked by the caller)
+        _publish(scratch, target)
+    except BaseException as err:
+        _release_failed(file)
+        if lock is not None:
+            lock.release()
+        scratch.unlink(missing_ok=True)
+        if isinstance(err, (OSError, RuntimeError)) and not isinstance(err, (RunFileWriteError, FileExistsError)):
+            raise _write_error(path, err) from None
+        raise
+    return recorder
+
+
+def _release_failed(file):
+    """Close an h5py file after a failed write without writing to it again.
+
+    HDF5 cannot close a file whose buffered metadata it cannot write (a full disk): the close
+    fails, the library keeps the file open, and the process crashes when the library shuts
+    down. Pointing the file's descriptor at ``/dev/null`` first lets the close succeed; the file
+    on disk keeps what the last successful flush wrote (the unwritable remainder is dropped).
+    """
+    try:
+        fd = file.id.get_vfd_handle()
+        null = os.open(os.devnull, os.O_RDWR)
+        try:
+            os.dup2(null, fd)
+        finally:
+            os.close(null)
+    except Exception:  # noqa: BLE001 (already closed, or another driver: close as is)
+        pass
+    try:
+        file.close()
+    except Exception:  # noqa: BLE001 (nothing more can be done for this file)
+        pass
+
+
+def _publish(scratch, target):
+    """Give the flushed skeleton ``scratch`` the name ``target`` without ever replacing a file: a
+    hard link fails if ``target`` appeared meanwhile; on file systems without hard links, a rename
+    after a last check."""
+    try:
+        os.link(scratch, target)
+    except FileExistsError:
+        raise FileExistsError(f"run file {str(target)!r} appeared while this run was creating it "
+                              "(another run?); choose another file") from None
+    except OSError:
+        if target.exists():
+            raise FileExistsError(f"run file {str(target)!r} appeared while this run was creating it") from None
+        os.rename(scratch, target)
+        return
+    os.unlink(scratch)
 
 
 def _appendable(group, name, dtype, chunk):
