@@ -19,19 +19,25 @@ _WHERE = {
     "NeuronModel": "hlopsim.models.neurons", "lif": "hlopsim.models.neurons",
     "adaptive_lif": "hlopsim.models.neurons", "izhikevich": "hlopsim.models.neurons",
     "NetworkSpec": "hlopsim.models.network", "LateralSpec": "hlopsim.models.lateral",
+    "Delta": "hlopsim.models.synapses", "ExpCurrent": "hlopsim.models.synapses",
+    "Conductance": "hlopsim.models.synapses",
     # data sets, task builders, encoders (data/)
     "Dataset": "hlopsim.data", "load_digits": "hlopsim.data", "load_mnist_5k": "hlopsim.data",
     "load_idx": "hlopsim.data", "load_npz": "hlopsim.data", "load_dataset": "hlopsim.data",
     "Task": "hlopsim.data", "make_task": "hlopsim.data", "permuted_tasks": "hlopsim.data", "split_tasks": "hlopsim.data",
-    "regular_encode": "hlopsim.data", "poisson_encode": "hlopsim.data", "SpikeTrains": "hlopsim.data",
+    "regular_encode": "hlopsim.data", "poisson_encode": "hlopsim.data", "random_phase_encode": "hlopsim.data",
+    "refractory_poisson_encode": "hlopsim.data", "latency_encode": "hlopsim.data", "SpikeTrains": "hlopsim.data",
     # methods and the experiment loop (protocols/experiment/)
     "Finetune": "hlopsim.protocols.experiment.methods", "HLOP": "hlopsim.protocols.experiment.methods",
-    "GPM": "hlopsim.protocols.experiment.methods",
+    "GPM": "hlopsim.protocols.experiment.methods", "Multitask": "hlopsim.protocols.experiment.methods",
+    "EWC": "hlopsim.protocols.experiment.methods", "Replay": "hlopsim.protocols.experiment.methods",
+    "HLOPReplay": "hlopsim.protocols.experiment.methods",
     "run_tasks": "hlopsim.protocols.experiment.loop", "RunResult": "hlopsim.protocols.experiment.loop",
     "run_protocol": "hlopsim.protocols.experiment.protocol", "load_protocol": "hlopsim.protocols.experiment.config",
     # the run file and its analysis
     "open_run": "hlopsim.sim.runfile", "RunFile": "hlopsim.sim.runfile", "RunFileError": "hlopsim.sim.runfile",
-    "summarize": "hlopsim.protocols.metrics", "to_neo_block": "hlopsim.protocols.reports.export",
+    "summarize": "hlopsim.protocols.metrics", "forward_transfer": "hlopsim.protocols.metrics",
+    "learning_accuracy": "hlopsim.protocols.metrics", "to_neo_block": "hlopsim.protocols.reports.export",
 }
 
 __all__ = ["__version__", *_WHERE]

@@ -3,7 +3,8 @@
 from hlopsim.data._validate import DataError
 from hlopsim.data.datasets import load_dataset
 from hlopsim.data.digits import Dataset, load_digits
-from hlopsim.data.encoders import SpikeTrains, poisson_encode, regular_encode
+from hlopsim.data.encoders import (SpikeTrains, latency_encode, poisson_encode, random_phase_encode,
+                                   refractory_poisson_encode, regular_encode)
 from hlopsim.data.files import load_idx, load_npz, read_idx
 from hlopsim.data.mnist5k import load_mnist_5k
 from hlopsim.data.synthetic import low_rank_rates, prototype_mixture_rates, top_subspace
@@ -26,6 +27,9 @@ __all__ = [
     "SpikeTrains",
     "poisson_encode",
     "regular_encode",
+    "random_phase_encode",
+    "refractory_poisson_encode",
+    "latency_encode",
     "low_rank_rates",
     "prototype_mixture_rates",
     "top_subspace",

@@ -1,8 +1,10 @@
 """The lateral HLOP circuit as a spec: subspace neurons per task, plasticity, clocks."""
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
+from numbers import Real
 
 from brian2 import Hz, Quantity, ms, second
 from brian2.units.fundamentalunits import have_same_dimensions
@@ -98,27 +100,29 @@ class LateralSpec:
         if not (isinstance(self.copies, int) and self.copies > 0):
             raise ValueError(f"lateral.copies = {self.copies!r} must be a positive integer")
         for rate in self.hebbian_rate:
-            if not float(rate) > 0:
-                raise ValueError(f"lateral.hebbian_rate = {rate} must be positive")
+            if not (math.isfinite(float(rate)) and float(rate) > 0):
+                raise ValueError(f"lateral.hebbian_rate = {rate} must be finite and positive")
         for name in ("dt", "window"):
-            if not float(getattr(self, name)) > 0:
-                raise ValueError(f"lateral.{name} = {getattr(self, name)} must be positive")
+            if not (math.isfinite(float(getattr(self, name))) and float(getattr(self, name)) > 0):
+                raise ValueError(f"lateral.{name} = {getattr(self, name)} must be finite and positive")
         if self.neuron not in NEURON_KINDS:
             raise ValueError(f"lateral.neuron = {self.neuron!r} is unknown; expected one of {NEURON_KINDS}")
         for name, unit in (("rate_scale", Hz), ("trace_tau", second)):
             value = getattr(self, name)
             if not have_same_dimensions(value, unit):
                 raise ValueError(f"lateral.{name} = {value!r} has the wrong dimensions; expected a value in {unit!r}")
-            if not float(value) > 0:
-                raise ValueError(f"lateral.{name} = {value} must be positive")
+            if not (math.isfinite(float(value)) and float(value) > 0):
+                raise ValueError(f"lateral.{name} = {value} must be finite and positive")
         if self.projection not in PROJECTIONS:
             raise ValueError(f"lateral.projection = {self.projection!r} is unknown; expected one of {PROJECTIONS}")
         if not isinstance(self.decorrelate, bool):
             raise ValueError(f"lateral.decorrelate = {self.decorrelate!r} must be true or false")
         if self.decorrelate and self.neuron != "graded":
             raise ValueError(f"lateral.decorrelate = true needs lateral.neuron = 'graded' (got {self.neuron!r})")
-        if not float(self.decorrelation_floor) > 0:
-            raise ValueError(f"lateral.decorrelation_floor = {self.decorrelation_floor!r} must be positive")
+        floor = self.decorrelation_floor
+        if isinstance(floor, bool) or not isinstance(floor, Real) or not (math.isfinite(floor) and floor > 0):
+            raise ValueError(f"lateral.decorrelation_floor = {floor!r} must be a finite positive number (a fraction "
+                             "of the mean eigenvalue, e.g. 0.3)")
         if not isinstance(self.subspace_neuron, NeuronModel):
             raise ValueError(f"lateral.subspace_neuron = {self.subspace_neuron!r} must be a models.neurons.NeuronModel")
 

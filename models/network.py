@@ -60,6 +60,8 @@ class NetworkSpec:
         Restore every neuron's ``initial`` state at the start of each presentation (True, default:
         presentations are independent trials), or only at the start of each Brian2 run (False: within a
         training or test run the state carries over from one presentation, through the silence, to the next).
+        The rate map the credit assignment uses is measured from the initial state (`sim.transfer`), as
+        a presentation with reset starts; without reset, give the silence a few membrane time constants.
     """
 
     hidden: tuple[int, ...] = (128,)
@@ -107,6 +109,7 @@ class NetworkSpec:
         self._check_timing_and_synapses()
 
     def _check_timing_and_synapses(self):
+        """Parse and check ``isi``, ``input_dead_time``, ``reset`` and ``synapse`` (one line per bad value)."""
         set_ = object.__setattr__
         isi = parse_quantity(self.isi, ms, name="network.isi")
         isi_steps = float(isi / self.dt)

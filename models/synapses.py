@@ -343,7 +343,8 @@ def compose(neuron: NeuronModel, synapse: SynapseModel) -> NeuronModel:
     (``"<neuron>+<kind>"``) are extended by the synapse's. Integration: a conductance-based input makes
     the membrane equation depend on the product ``g v``, which Brian2's ``exact`` integrator cannot
     handle, so ``exact`` becomes ``exponential_euler`` (exact for ``v`` given the conductances over a
-    step, and for the exponential decays); other methods are kept. The rate map is always measured
+    step, and for the exponential decays), also inside a tuple of methods for Brian2 to try; other
+    methods are kept. The rate map is always measured
     (``transfer = "measured"``): the kinetics change it.
 
     Raises
@@ -379,7 +380,10 @@ def compose(neuron: NeuronModel, synapse: SynapseModel) -> NeuronModel:
     composed = Equations(equations)
     if composed["v"].flags != original["v"].flags or set(composed.names) != set(original.names) | set(added.names):
         raise ValueError(f"{label}: the membrane equation could not be extended ({neuron.equations!r})")
-    method = "exponential_euler" if synapse.conductance_based and neuron.method == "exact" else neuron.method
+    method = neuron.method
+    if synapse.conductance_based:   # "exact" → "exponential_euler", also within a list of methods to try
+        method = "exponential_euler" if method == "exact" else method if isinstance(method, str) else \
+            tuple("exponential_euler" if m == "exact" else m for m in method)
     return NeuronModel(name=f"{neuron.name}+{synapse.kind}", equations=equations, threshold=neuron.threshold,
                        reset=neuron.reset, parameters={**neuron.parameters, **synapse.parameters},
                        spike_cost=neuron.spike_cost, initial={**neuron.initial, **synapse.initial}, method=method,

@@ -55,7 +55,9 @@ def _parser() -> argparse.ArgumentParser:
                                                "default: <protocol>-<method>.h5 in the current folder")
     run.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                      help="override a protocol setting, e.g. --set network.hidden=[256]")
-    run.add_argument("--overwrite", action="store_true", help="replace existing run files")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace existing run files: the new run writes FILE.new and renames it over FILE "
+                          "when complete (an interrupted one is continued with --resume FILE)")
     run.add_argument("--resume", type=Path, metavar="FILE",
                      help="continue an interrupted run file after its last finished task, with the "
                           "settings stored in it")
@@ -82,6 +84,8 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("file", metavar="FILE", help="run file (.h5)")
     export.add_argument("--nwb", metavar="OUT.nwb", required=True, help="NWB file to write (its folder must exist)")
     export.add_argument("--overwrite", action="store_true", help="replace an existing OUT.nwb")
+    from hlopsim.protocols.sweep import add_sweep_parser  # imports no Dask until a sweep runs
+    add_sweep_parser(sub)
     return parser
 
 
@@ -116,11 +120,11 @@ def _output_paths(args, methods: list[str]) -> dict[str, Path]:
             if being_written(busy):
                 raise ConfigError(f"--out {str(path)!r}: {str(busy)!r} is being written by another running process; "
                                   "wait for it to finish or choose another file")
-        if path.exists() and not args.overwrite:
-            raise ConfigError(f"--out {str(path)!r} exists; pass --overwrite to replace it")
         if pending.exists() and not args.overwrite:
             raise ConfigError(f"--out {str(path)!r}: {str(pending)!r} holds an interrupted --overwrite run of it; "
                               f"continue it with hlopsim run --resume {path}, or pass --overwrite to start again")
+        if path.exists() and not args.overwrite:
+            raise ConfigError(f"--out {str(path)!r} exists; pass --overwrite to replace it")
     return paths
 
 
@@ -206,6 +210,9 @@ def _resume(args) -> int:
         raise ConfigError(f"--resume {str(working)!r}: the file is being written by another running process; "
                           "wait for it to finish")
     stored = read_checkpoint(working)
+    if not os.access(working, os.W_OK) or (replacing and not os.access(working.parent, os.W_OK)):
+        raise ConfigError(f"--resume {str(working)!r}: the file or its folder is read-only; copy it to a writable "
+                          "folder and resume the copy")
     config, method = stored["config"], stored["method"]
     name = repr(str(working))
     protocol = config.get("protocol")
@@ -229,7 +236,9 @@ def _resume(args) -> int:
     _check_memory(experiment, [method])
     from hlopsim.protocols.experiment.protocol import run_protocol
     _WRITING.update(target=target, working=working)
-    result = run_protocol(experiment.config, method, target, overwrite=replacing, progress=not args.quiet)
+    # the file itself is continued (a different run in it is refused, never replaced); an unfinished
+    # --overwrite replacement renames itself over its target when it completes (`RunRecorder.resume`)
+    result = run_protocol(config, method, working, progress=not args.quiet)
     _WRITING.clear()
     print(f"\n{method}: accuracy matrix R[i, j] (% correct on task j after training task i) -> {target}")
     print(_format_matrix(result.accuracy))
@@ -352,11 +361,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hlopsim: error: {err}", file=sys.stderr)
         return 2
     args = _parser().parse_args(argv)
-    if args.command == "run":
-        import brian2  # noqa: F401  (on import, Brian2's logger takes over warnings.showwarning; ours goes last)
-    warnings.showwarning = _show_warning
     _WRITING.clear()
     try:
+        if args.command == "run":
+            import brian2  # noqa: F401  (on import, Brian2's logger takes over warnings.showwarning; ours goes last)
+        warnings.showwarning = _show_warning
         code = _dispatch(args)
         sys.stdout.flush()  # a closed pipe shows here, not at exit
         return code
@@ -372,6 +381,12 @@ def main(argv: list[str] | None = None) -> int:
         from hlopsim.sim.runfile import RunFileBusyError
         kept = _kept() if _WRITING and not isinstance(err, RunFileBusyError) else ""
         print(f"hlopsim: error: {_one_line(err)}{kept}", file=sys.stderr)
+        if argv is None and type(err).__name__ in ("ExportWriteError", "RunFileWriteError"):
+            # HDF5 may not release a file whose writes failed and crash at interpreter exit: the command
+            # ends now (every file of the run was closed on the way here).
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(2)
         return 2
     except MemoryError:
         print("hlopsim: error: out of memory; lower network.batch_size, network.hidden, protocol.tasks or "
@@ -395,6 +410,9 @@ def _dispatch(args) -> int:
     if args.command == "compare":
         from hlopsim.protocols.reports.compare import compare_command
         return compare_command(args.files, as_json=args.json)
+    if args.command == "sweep":
+        from hlopsim.protocols.sweep import sweep_command
+        return sweep_command(args)
     if args.command == "plot":
         from hlopsim.protocols.reports.plots import plot_command
         return plot_command(args.file, args.what, task=args.task, phase=args.phase, population=args.population,

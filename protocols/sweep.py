@@ -55,7 +55,7 @@ from hlopsim.protocols.experiment.config import ConfigError, Experiment, apply_o
 #: Thread counts a worker process starts with (read by OpenMP, OpenBLAS, MKL and Numba at import).
 THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
 
-__all__ = ["SweepRun", "SweepResult", "parse_seeds", "parse_grid", "plan_sweep", "run_one", "sweep",
+__all__ = ["SweepRun", "SweepResult", "parse_seeds", "parse_grid", "run_file_name", "plan_sweep", "run_one", "sweep",
            "add_sweep_parser", "sweep_command"]
 
 

@@ -7,6 +7,17 @@ spike counts of the finished batch, hands them to the learning rule, writes the 
 into all copies, synchronises the lateral circuits and resets the neurons ("reset dynamics, keep
 weights"). This amortises Brian2's per-step overhead over the batch instead of paying one
 ``run()`` per sample (docs/design.md).
+
+Synapses: weight layer ``l`` is one Brian2 ``Synapses`` with ``w : volt`` and the ``on_pre`` statement and
+delay of ``spec.synapse_for(l)``; the population it feeds simulates the neuron model extended by that
+synapse's kinetics (`models.synapses.compose`).
+
+Continuous time: with ``spec.isi > 0`` each batch occupies ``isi + presentation`` — silence first (no
+input spikes; the neurons run on and their state decays), then the presentation — and the neurons are
+reset at a presentation's start only if ``spec.reset`` (always at a run's first step). Spikes in the
+silence belong to no presentation: they are left out of the counts the learning rule sees and out of
+the recorded spikes, whose steps are on the presentation clock (presentations end to end, each
+``n_steps`` long), so run files look exactly as without an ISI.
 """
 from __future__ import annotations
 
@@ -264,12 +275,15 @@ class SimNetwork:
         if spikes.n_neurons != self.spec.input_size or spikes.n_steps != self.n_steps:
             raise ValueError(f"input spikes are {spikes.n_neurons} neurons × {spikes.n_steps} steps; the network "
                              f"expects {self.spec.input_size} × {self.n_steps}")
+        if getattr(self, "_interrupted", False):
+            raise RuntimeError("this network's last run was interrupted mid-presentation; build a new SimNetwork "
+                               "(a run file is continued with run_tasks, which starts from its last finished task)")
         batch = self.spec.batch_size
         n_samples = spikes.n_samples
         n_batches = max(1, -(-n_samples // batch))
         start_step = int(round(float(self.net.t / self._dt)))
         flat = (spikes.sample % batch) * self.spec.input_size + spikes.neuron
-        step = start_step + (spikes.sample // batch) * self.n_steps + spikes.step
+        step = self._input_steps(spikes, start_step)
         # Brian2 wants the spikes ordered by time, then index; it would lexsort the float times (1.6 s
         # for the 3.2 M spikes of a consolidation run); one argsort of an integer key does it in 0.5 s.
         order = np.argsort(step * (batch * self.spec.input_size) + flat)
@@ -297,14 +311,15 @@ class SimNetwork:
             interrupted.append(signum)
             self.net.stop()
 
-        end_step = start_step + n_batches * self.n_steps
+        run_duration = n_batches * self.period   # presentation plus any inter-stimulus silence
+        end_step = start_step + int(round(float(run_duration / self._dt)))   # where an uninterrupted run ends
         in_main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live there
         previous = signal.signal(signal.SIGINT, stop_run) if in_main_thread else None
         # Brian2's run() starts with a full gc.collect(), ~0.2 s in a process holding Brian2, Numba,
         # SciPy and scikit-learn; with the live objects frozen it takes microseconds.
         gc.freeze()
         try:
-            self.net.run(n_batches * self.spec.presentation)
+            self.net.run(run_duration)
         finally:
             gc.unfreeze()
             if in_main_thread:
@@ -312,6 +327,7 @@ class SimNetwork:
         reached = int(round(float(self.net.t / self._dt)))
         if interrupted or reached != end_step:
             self._callback = None
+            self._interrupted = True   # its clock stopped mid-presentation: later runs would be misaligned
             raise KeyboardInterrupt(f"the Brian2 run was stopped at step {reached}, before its end at step "
                                     f"{end_step}; its presentations are not scored")
         self._finish_batch()
@@ -407,6 +423,11 @@ class SimNetwork:
         for group, full in zip(self.groups[1:], self.models):
             for var, value in full.initial.items():
                 setattr(group, var, value)
+            if "lastspike" in group.variables:
+                # Refractoriness is state too: no neuron starts a presentation refractory from the last one
+                # (otherwise a resumed run, whose network starts fresh, would differ from an uninterrupted one).
+                group.variables["lastspike"].set_value(-1e4 * second)
+                group.variables["not_refractory"].set_value(True)
 
     def _start_presentation(self, reset: bool):
         """A presentation starts now: reset the neurons if ``reset``; start the lateral circuits' presentation."""

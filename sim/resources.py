@@ -27,8 +27,8 @@ The estimate is the sum of the largest allocations of a run (bytes):
 - `BASELINE_BYTES` for the interpreter and the imported libraries.
 
 It is an estimate (firing rates are not known before the run), meant to catch settings that are
-off by orders of magnitude, not to budget memory to the megabyte. This module imports numpy and
-the specs only; it builds nothing.
+off by orders of magnitude, not to budget memory to the megabyte. It reads the specs it is given
+and imports only the standard library; it builds nothing.
 """
 from __future__ import annotations
 

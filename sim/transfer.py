@@ -373,12 +373,20 @@ def transfer_for(model: NeuronModel, dt: Quantity, n_steps: int,
     Raises
     ------
     TransferError
-        If the measured model cannot carry a rate code.
+        If the measured model cannot carry a rate code, or Brian2 cannot build or integrate it.
     """
     synapse = Delta() if synapse is None else synapse
     if model.transfer == "integrate-and-fire" and synapse.instantaneous:
         return TransferCurve.ideal()
-    curve = measure_transfer(model, dt, n_steps, synapse=synapse)
     name = model.name if synapse.instantaneous else f"{model.name}+{synapse.kind}"
+    try:
+        curve = measure_transfer(model, dt, n_steps, synapse=synapse)
+    except (TransferError, KeyboardInterrupt):
+        raise
+    except Exception as err:  # Brian2 raises many types for equations it cannot build or integrate
+        text = " ".join(str(err).split())
+        raise TransferError(f"neuron model {name!r}: Brian2 cannot simulate it ({type(err).__name__}: "
+                            f"{text[:300]}); check its equations, units and integration method "
+                            "(e.g. method = 'euler' for nonlinear equations)") from None
     check_rate_code(curve, name)
     return curve

@@ -217,3 +217,21 @@ def test_bundled_protocols_run(tmp_path, protocol, extra):
         assert run.complete and run.protocol == protocol
         assert run.n_neurons("input") == (64 if protocol == "split-digits" else 784)
         assert run.n_neurons("output") == 10       # split-digits: 2 tasks of 5 classes, one head each
+
+
+def test_a_refractory_model_resumes_bit_for_bit(tmp_path):
+    """Refractoriness is reset with the rest of the state at every presentation, so a resumed run (whose
+    network starts fresh) equals an uninterrupted one."""
+    tasks = tiny_tasks(20)
+    neuron = hs.NeuronModel("rlif", equations="dv/dt = -v / tau : volt (unless refractory)", threshold="v > th",
+                            reset="v = 0*mV", refractory="3 ms", parameters={"tau": "20 ms", "th": "15 mV"},
+                            spike_cost="15 mV", initial={"v": "0 mV"})
+    net = hs.NetworkSpec(hidden=[16], neuron=neuron, batch_size=16)
+    hs.run_tasks(tasks, net, "finetune", epochs=1, target="numpy", out=tmp_path / "full.h5")
+    with pytest.raises(KeyboardInterrupt):
+        hs.run_tasks(tasks, net, StopAtTask1(), epochs=1, target="numpy", out=tmp_path / "cut.h5")
+    hs.run_tasks(tasks, net, "finetune", epochs=1, target="numpy", out=tmp_path / "cut.h5")
+    a, b = datasets(tmp_path / "full.h5"), datasets(tmp_path / "cut.h5")
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)

@@ -127,7 +127,7 @@ def test_with_reset_and_instantaneous_synapses_an_isi_changes_nothing_but_time(t
     file (spikes on the presentation clock, weights, lateral H, accuracies) equals the run without ISI;
     the lateral circuits learn only inside their presentation's window, not in the silence."""
     plain = _tiny_run(tmp_path / "plain.h5", lateral)
-    spaced = _tiny_run(tmp_path / "isi.h5", lateral, isi="10 ms", reset=True)
+    spaced = _tiny_run(tmp_path / "isi.h5", lateral, isi="30 ms", reset=True)   # longer than presentation − window
     assert np.array_equal(plain.accuracy, spaced.accuracy, equal_nan=True)
     a, b = _datasets(tmp_path / "plain.h5"), _datasets(tmp_path / "isi.h5")
     assert set(a) == set(b) and any(name.startswith("lateral/") for name in a)

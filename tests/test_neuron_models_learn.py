@@ -31,3 +31,17 @@ def test_a_model_that_never_fires_is_refused_before_training(split_tasks):
         hs.run_tasks(split_tasks, hs.NetworkSpec(hidden=[8], neuron=silent, batch_size=16), "finetune",
                      epochs=1, target="numpy")
     assert "\n" not in str(err.value)
+
+
+def test_a_model_brian2_cannot_integrate_is_one_line(split_tasks):
+    bad = hs.NeuronModel("exif", equations="dv/dt = (-v + d * exp((v - vt) / d)) / tau : volt",
+                         threshold="v > 30*mV", reset="v = 0*mV", method="exact",
+                         parameters={"d": "2 mV", "vt": "15 mV", "tau": "20 ms"}, spike_cost="10 mV")
+    with pytest.raises(ValueError, match="'exif': Brian2 cannot simulate it") as err:
+        hs.run_tasks(split_tasks, hs.NetworkSpec(hidden=[8], neuron=bad, batch_size=16), "finetune", epochs=1,
+                     target="numpy")
+    assert "\n" not in str(err.value)
+    works = hs.NeuronModel("exif", equations="dv/dt = (-v + d * exp((v - vt) / d)) / tau : volt",
+                           threshold="v > 30*mV", reset="v = 0*mV",
+                           parameters={"d": "2 mV", "vt": "15 mV", "tau": "20 ms"}, spike_cost="10 mV")
+    assert works.method == ("exact", "euler", "heun")   # Brian2 picks euler for it

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from brian2 import StateMonitor, ms
+from brian2 import StateMonitor, mV, ms
 from scipy.integrate import solve_ivp
 
 from hlopsim.data.encoders import SpikeTrains, regular_encode
@@ -141,7 +141,9 @@ def test_compose_appends_the_input_term_to_the_membrane_equation_of_any_model():
     model = compose(custom, Conductance(E_e="0 mV", E_i="-80 mV"))
     assert "dv/dt = ((v_rest - v) / tau) + (g_e * (E_e - v) + g_i * (E_i - v)) : volt (unless refractory)" \
         in model.equations
-    assert {"g_e", "g_i", "x"} <= set(model.initial) | {"x"} and model.method == "exponential_euler"
+    assert set(model.initial) == {"v", "g_e", "g_i"} and model.parameters["E_i"] == -80 * mV
+    assert model.method == ("exponential_euler", "euler", "heun")        # Brian2 tries them in this order
+    assert compose(lif(), Conductance()).method == "exponential_euler"
     assert model.refractory == 2 * ms and model.transfer == "measured" and model.name == "leaky+conductance"
     assert compose(izhikevich(), ExpCurrent()).method == "euler"       # a non-exact method is kept
 

@@ -269,8 +269,17 @@ class Experiment:
             from hlopsim.models.from_config import lateral_spec, network_spec
             network = network_spec(config["network"], neuron=neuron_model(config))
             network = _with_kinetics(network, config["network"], data["encoder"])
-            lateral_spec(_lateral_fields(config["lateral"]))
+            lateral = lateral_spec(_lateral_fields(config["lateral"]))
             _consolidation(config["lateral"])
+            # A circuit needs a step of its clock in every presentation, and (graded) one in its plasticity window.
+            section = config["lateral"]
+            if lateral.dt > network.presentation:
+                raise ConfigError(f"lateral.dt = {section['dt']!r} is longer than network.presentation = "
+                                  f"{config['network']['presentation']!r}; expected at most one presentation")
+            if lateral.neuron == "graded" and lateral.window < lateral.dt:
+                raise ConfigError(f"lateral.window = {section['window']!r} is shorter than lateral.dt = "
+                                  f"{section['dt']!r}: no plasticity step would fall in it; expected at least one "
+                                  "lateral step")
         except ConfigError:
             raise
         except (ValueError, TypeError) as err:

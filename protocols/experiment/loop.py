@@ -276,15 +276,17 @@ def run_tasks(tasks: Sequence, network=None, method="hlop", *, epochs: int = 3, 
         Seeds the initial weights, the sample order and Poisson input spikes.
     out : str or Path, optional
         Run file (HDF5) to write. If it exists: an interrupted run of the same call is resumed, a
-        complete one is refused unless ``overwrite``.
+        complete one is refused unless ``overwrite``. With ``overwrite`` the new run is written to
+        ``<out>.new`` and renamed over ``out`` when complete; calling again with the same settings
+        continues it.
     overwrite : bool
-        Replace an existing run file instead of resuming or refusing.
+        Replace an existing run file once the new run is complete.
     lr : float
         Learning rate of the supervised update (weights in units of the spike cost).
     logit_scale : float
         Softmax logits = ``logit_scale`` × output spikes per step.
-    encoder : {"regular", "poisson"}
-        How an input value becomes a spike train (``value × input_max_rate``).
+    encoder : {"regular", "poisson", "random-phase", "refractory-poisson", "latency"}
+        How an input value becomes a spike train (``value × input_max_rate``; `hlopsim.data.encoders`).
     record_spikes : bool
         Write every spike to the run file (otherwise counts, weights and accuracies only).
     target : {"cython", "numpy"}, optional
@@ -323,8 +325,9 @@ def run_tasks(tasks: Sequence, network=None, method="hlop", *, epochs: int = 3, 
     else:
         method = copy.deepcopy(method)
     for key, value in (("epochs", epochs), ("seed", seed)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < (1 if key == "epochs" else 0):
-            raise ValueError(f"{key} = {value!r} must be an integer ≥ {1 if key == 'epochs' else 0}")
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < (1 if key == "epochs" else 0) \
+                or value >= 2 ** 64:
+            raise ValueError(f"{key} = {value!r} must be an integer from {1 if key == 'epochs' else 0} to 2**64 - 1")
     for key, value in (("lr", lr), ("logit_scale", logit_scale)):
         if not (np.isfinite(value) and value > 0):
             raise ValueError(f"{key} = {value!r} must be a finite positive number")
@@ -347,12 +350,13 @@ def run_tasks(tasks: Sequence, network=None, method="hlop", *, epochs: int = 3, 
     fingerprint = _fingerprint(tasks, spec, method, settings)
 
     out = Path(out) if out is not None else None
-    # The run file to continue: an interrupted `out`, or (overwrite) the unfinished replacement of `out`
-    # that this same call started (`pending_path`); any other replacement is started afresh.
+    # The run file to continue: an interrupted `out`, or the unfinished replacement of `out`
+    # (`pending_path`, written with overwrite) that this same call started; with overwrite any other
+    # replacement is started afresh, without it one is refused (`RunRecorder.create`).
     resume = None
     if out is not None and not overwrite and out.exists():
         resume = out
-    elif out is not None and overwrite and pending_path(out).is_file():
+    elif out is not None and pending_path(out).is_file():
         try:
             read_checkpoint(pending_path(out))
             with open_run(pending_path(out)) as run:
@@ -453,9 +457,10 @@ def run_tasks(tasks: Sequence, network=None, method="hlop", *, epochs: int = 3, 
             "n_steps_per_presentation": n_steps, "config": json.dumps(stored, indent=1, sort_keys=True),
             "experiment": fingerprint, "software": json.dumps(_software_versions()), "command": " ".join(sys.argv),
             "codegen_target": prefs.current_target()})
-        for group, population in zip(net.groups, spec.population_names):
+        for index, (group, population) in enumerate(zip(net.groups, spec.population_names)):
             role = "input" if population == "input" else "output" if population == "output" else "hidden"
-            model = "Poisson input (SpikeGeneratorGroup)" if role == "input" else spec.neuron.equations
+            # the neuron's equations with its synapses' terms (`models.synapses.compose`)
+            model = "Poisson input (SpikeGeneratorGroup)" if role == "input" else net.models[index - 1].equations
             recorder.add_population(population, group.N // spec.batch_size, model, role)
         for index, task in enumerate(tasks):
             arrays = {}

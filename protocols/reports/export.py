@@ -25,6 +25,7 @@ import importlib
 import json
 import os
 import re
+import sys
 import uuid
 from pathlib import Path
 
@@ -39,7 +40,11 @@ INSTALL_HINT = "pip install '.[export]' in the hlopsim folder (or pip install py
 
 class ExportWriteError(OSError):
     """Writing an export failed (a full disk, an I/O error); one line naming the file and the
-    system's reason. The output file is unchanged."""
+    system's reason. The output file is unchanged.
+
+    HDF5 cannot fully release a file whose writes failed and may crash when the interpreter
+    exits afterwards; the CLI therefore ends its process at once after reporting this error.
+    """
 
 
 class MissingDependencyError(ImportError):
@@ -261,10 +266,14 @@ def _write_nwb(run: RunFile, out, overwrite: bool, flag: str) -> dict:
     from pynwb import NWBHDF5IO
 
     tmp = out.with_name(f".{out.stem}.tmp-{os.getpid()}.nwb")  # replaces OUT only once fully written
+    hooks = sys.unraisablehook, sys.excepthook
+    # a failed write also fails every later release of its HDF5 objects, each printing a traceback
+    sys.unraisablehook, sys.excepthook = _quiet_hdf5_release, _quiet_hdf5_error
     try:
         io = NWBHDF5IO(str(tmp), "w")
         try:
             io.write(nwbfile)
+            io._file.flush()  # HDF5 writes lazily: a full disk shows here, not only at close
         except BaseException:
             _abandon(io)
             raise
@@ -282,8 +291,26 @@ def _write_nwb(run: RunFile, out, overwrite: bool, flag: str) -> dict:
         unchanged = f"; {out} is unchanged" if out.exists() else ""
         raise ExportWriteError(f"{out}: cannot write the NWB file: {reason}{unchanged}") from None
     finally:
+        sys.unraisablehook, sys.excepthook = hooks
         tmp.unlink(missing_ok=True)
     return {"path": out, **counts}
+
+
+def _failed_write(value) -> bool:
+    return isinstance(value, (OSError, RuntimeError)) and "file write failed" in str(value)
+
+
+def _quiet_hdf5_release(unraisable) -> None:
+    """Drop the errors of HDF5 objects released after a failed write (each would print a
+    traceback; the write itself reports the failure); pass every other one on."""
+    if not _failed_write(unraisable.exc_value):
+        sys.__unraisablehook__(unraisable)
+
+
+def _quiet_hdf5_error(kind, value, traceback) -> None:
+    """As `_quiet_hdf5_release`, for the tracebacks h5py prints while releasing objects."""
+    if not _failed_write(value):
+        sys.__excepthook__(kind, value, traceback)
 
 
 def _abandon(io) -> None:

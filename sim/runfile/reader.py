@@ -729,20 +729,26 @@ class RunFile:
 
     def _check_spike_steps(self, pop, steps, first, stop, lo) -> None:
         """Refuse spikes (global steps of segments first .. stop-1, from spike index ``lo``) that are
-        out of clock order or outside their own segment."""
+        out of clock order or outside their own segment. In clock order, a segment's spikes lie
+        inside it when its first and last one do: the check reads one bool per spike."""
         if not steps.size:
             return
-        if np.any(steps[1:] < steps[:-1]):
-            row = lo + int(np.flatnonzero(steps[1:] < steps[:-1])[0]) + 1
-            raise self.error(f"populations/{pop}/spike_step is out of clock order at row {row} (damaged file?)")
+        backwards = np.flatnonzero(steps[1:] < steps[:-1])
+        if backwards.size:
+            raise self.error(f"populations/{pop}/spike_step is out of clock order at row {lo + int(backwards[0]) + 1} "
+                             "(damaged file?)")
         counts = np.diff(self._ends[pop][first:stop], prepend=lo)
-        low = np.repeat(self._segments["start_step"][first:stop].astype(np.int64), counts)
-        high = np.repeat(self._segments["stop_step"][first:stop].astype(np.int64), counts)
-        outside = np.flatnonzero((steps < low) | (steps >= high))
+        ends = np.cumsum(counts)
+        spiking = counts > 0
+        head, tail = (ends - counts)[spiking], (ends - 1)[spiking]
+        low = self._segments["start_step"][first:stop][spiking].astype(np.int64)
+        high = self._segments["stop_step"][first:stop][spiking].astype(np.int64)
+        outside = np.flatnonzero((steps[head] < low) | (steps[tail] >= high))
         if outside.size:
-            row = lo + int(outside[0])
-            raise self.error(f"populations/{pop}/spike_step[{row}] = {steps[outside[0]]} lies outside its segment "
-                             f"[{low[outside[0]]}, {high[outside[0]]}) (damaged file?)")
+            k = int(outside[0])
+            row = int(head[k]) if steps[head[k]] < low[k] else int(tail[k])
+            raise self.error(f"populations/{pop}/spike_step[{lo + row}] = {steps[row]} lies outside its segment "
+                             f"[{low[k]}, {high[k]}) (damaged file?)")
 
     def _check_window(self, window) -> tuple[float, float]:
         try:
@@ -795,13 +801,8 @@ class RunFile:
         lo, hi = self._span(pop, first, stop)
         per_segment = np.diff(self._ends[pop][first:stop], prepend=lo)
         local = g["spike_step"][lo:hi].astype(np.int64)
+        self._check_spike_steps(pop, local, first, stop, lo)
         local -= _expand(self._segments["start_step"][first:stop].astype(np.int64), per_segment)
-        duration = _expand((self._segments["stop_step"][first:stop] - self._segments["start_step"][first:stop])
-                           .astype(np.int64), per_segment)
-        outside = np.flatnonzero((local < 0) | (local >= duration))
-        if outside.size:
-            raise self.error(f"populations/{pop}/spike_step[{lo + int(outside[0])}] lies outside its segment "
-                             "(damaged file?)")
         contiguous = len(np.unique(sel)) == stop - first
         owner = None
         if want_owner or not contiguous:

@@ -22,6 +22,7 @@ layer (the caller computes the metrics it stores, see `RunRecorder.write_metrics
 
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+import contextlib
 from datetime import datetime, timezone
 import functools
 import json
@@ -29,6 +30,8 @@ from numbers import Integral, Real
 import os
 from pathlib import Path
 import re
+import signal
+import threading
 
 import h5py
 import numpy as np
@@ -144,12 +147,48 @@ def _write_error(path, err) -> RunFileWriteError:
     return RunFileWriteError(errno, f"cannot write run file {str(path)!r}: {_reason(err)}")
 
 
+@contextlib.contextmanager
+def _interrupts_held():
+    """Hold Ctrl-C (SIGINT) until the block has finished, then act on it as the handler in force would.
+
+    A KeyboardInterrupt raised inside an h5py call can leave h5py's own state broken (later calls
+    then fail with unrelated errors), so file operations are not interrupted half-way; an interrupt
+    during one takes effect right after it. Signal handlers live in the main thread; elsewhere the
+    block runs as is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+        if received:
+            if callable(previous):
+                previous(signal.SIGINT, None)
+            elif previous == signal.SIG_DFL:
+                os.kill(os.getpid(), signal.SIGINT)
+
+
+def _uninterrupted(method):
+    """Run a recorder method with Ctrl-C held (`_interrupts_held`)."""
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with _interrupts_held():
+            return method(*args, **kwargs)
+    return wrapper
+
+
 def _writes(method):
-    """Turn a failed HDF5 write inside a recorder method into `RunFileWriteError` and remember it."""
+    """Turn a failed HDF5 write inside a recorder method into `RunFileWriteError` and remember it;
+    Ctrl-C is held until the method has finished (`_interrupts_held`)."""
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         try:
-            return method(self, *args, **kwargs)
+            with _interrupts_held():
+                return method(self, *args, **kwargs)
         except RunFileWriteError as err:
             self._failed = self._failed or err
             raise
@@ -163,6 +202,8 @@ SPIKE_CHUNK = 2**16
 """Elements per chunk of the spike arrays."""
 SEGMENT_CHUNK = 2**14
 """Elements per chunk of the segment table and of segment_end."""
+SPACE_MARGIN = 2**20
+"""Free bytes a write leaves on top of its own size (HDF5's metadata, rewritten partial chunks)."""
 
 
 class _Appender:
@@ -265,6 +306,7 @@ class RunRecorder:
     # ------------------------------------------------------------------ setup
 
     @classmethod
+    @_uninterrupted
     def create(cls, path, *, attrs, overwrite=False):
         """Create a run file and return its recorder.
 
@@ -343,6 +385,7 @@ class RunRecorder:
         return _new_file(cls, target, path, attrs, replaces=path if overwrite else None)
 
     @classmethod
+    @_uninterrupted
     def resume(cls, path):
         """Reopen a run file to continue it from its last checkpoint (see `write_checkpoint`).
 
@@ -437,6 +480,7 @@ class RunRecorder:
         (``n_segments``) and of spikes per population (``n_spikes``).
         """
         self._check_open()
+        self._check_space(0)
         self.flush()
         state = dict(state, n_segments=len(self._segments["task"]),
                      n_spikes={name: len(pop.spike_step) for name, pop in self._populations.items()})
@@ -563,6 +607,8 @@ class RunRecorder:
     def _write_block(self, columns, new_phase_names, checked, starts):
         """Sort and write one validated block, then flush (runs on the writer thread)."""
         n_seg = len(starts)
+        n_spikes = sum(len(segment) for segment, _, _ in checked.values())
+        self._check_space(n_spikes * 12 + n_seg * (41 + 8 * len(checked)))
         # spikes first, so no segment row ever points past written spikes
         segment_ends = {}
         for name, (segment, local_step, neuron) in checked.items():
@@ -737,6 +783,7 @@ class RunRecorder:
             If a value is invalid or the task was already written.
         """
         self._check_open()
+        self._check_space(sum(np.asarray(a).nbytes for a in arrays.values()))
         index = _check_int(index, "task index", minimum=0)
         if not isinstance(name, str):
             raise ValueError(f"task {index}: name must be str, got {name!r}")
@@ -776,6 +823,7 @@ class RunRecorder:
         _check_name(name, "weight name")
         task = _check_int(task, "task", minimum=0)
         array = _float_array(array, f"weights {name!r}")
+        self._check_space(array.nbytes)
         group = self._file["weights"].require_group(name)
         key = f"{schema.WEIGHTS_PREFIX}{task}"
         if key in group:
@@ -812,6 +860,7 @@ class RunRecorder:
         _check_name(layer, "layer name")
         task = _check_int(task, "task", minimum=0)
         H = _float_array(H, f"lateral {layer!r} H")
+        self._check_space(2 * H.nbytes)
         if H.ndim == 0:
             raise ValueError(f"lateral {layer!r} H must have at least one dimension, got a scalar")
         frozen_mask = np.asarray(frozen_mask)
@@ -866,6 +915,7 @@ class RunRecorder:
             if key == schema.ACCURACY_MATRIX:
                 raise ValueError(f"timing name {schema.ACCURACY_MATRIX!r} is reserved for the accuracy matrix")
         timings = {key: _float_array(value, f"timing {key!r}") for key, value in timings.items()}
+        self._check_space(R.nbytes + sum(array.nbytes for array in timings.values()))
         n_done = filled_tasks(R)
 
         group = self._file["metrics"]
@@ -886,6 +936,7 @@ class RunRecorder:
         """
         self._check_open()
         _check_attrs(attrs)
+        self._check_space(0)
         self._file.attrs.update(attrs)
         self._file.flush()
 
@@ -902,6 +953,7 @@ class RunRecorder:
             appender.flush()
         self._file.flush()
 
+    @_uninterrupted
     def close(self, complete):
         """Flush, set the root attribute ``complete`` and close the file.
 
@@ -982,6 +1034,24 @@ class RunRecorder:
         self.close(complete=exc_type is None)
         return False
 
+    def _check_space(self, n_bytes):
+        """Refuse a write of about ``n_bytes`` (uncompressed) that the file system has no room for.
+
+        Checked before anything of the write reaches the file, with `SPACE_MARGIN` for HDF5's own
+        bookkeeping: a write that fails half-way on a full disk can leave HDF5's index of the file
+        inconsistent (the file still reads, but cannot be continued), one refused beforehand leaves
+        the file exactly as its last flush did, so it resumes once there is space.
+        """
+        try:
+            stat = os.statvfs(self.path.parent)
+        except (OSError, AttributeError):  # no statvfs: rely on the write's own error
+            return
+        free = stat.f_bavail * stat.f_frsize
+        needed = int(n_bytes) + SPACE_MARGIN
+        if free < needed:
+            raise RunFileWriteError(28, f"cannot write run file {str(self.path)!r}: No space left on device "
+                                        f"(errno 28; about {needed / 1e6:.1f} MB needed, {free / 1e6:.1f} MB free)")
+
     def _check_open(self, wait=True):
         """Refuse a closed file; unless ``wait`` is False, let pending block writes finish first."""
         if self._file is None:
@@ -996,17 +1066,15 @@ class RunRecorder:
 def _new_file(cls, target, path, attrs, replaces):
     """Create the run file ``target`` as `RunRecorder.create` describes: a private file beside it
     gets the skeleton (root attributes, groups) and the writer's lock, is flushed, and is then
-    linked to ``target`` and unlinked; on any error nothing is left."""
+    linked to ``target`` and unlinked. On any error or interrupt the private file is removed; so
+    ``target`` either does not exist or is a flushed, valid run file."""
     scratch = target.with_name(f".{target.name}.{os.getpid()}.creating")
+    file = lock = None
     try:
         scratch.unlink(missing_ok=True)
         # The default (earliest) file format: a file written with libver="latest" cannot be
         # opened after its writer was killed until h5clear resets its consistency flags.
         file = h5py.File(scratch, "w-", locking=False)
-    except (OSError, RuntimeError) as err:
-        raise _write_error(path, err) from None
-    lock = None
-    try:
         lock = _WriterLock(scratch)
         file.attrs["format"] = schema.FORMAT
         file.attrs["format_version"] = schema.FORMAT_VERSION
@@ -1022,7 +1090,8 @@ def _new_file(cls, target, path, attrs, replaces):
             target.unlink(missing_ok=True)  # a stale <path>.new that nobody writes (checked by the caller)
         _publish(scratch, target)
     except BaseException as err:
-        _release_failed(file)
+        if file is not None:
+            _release_failed(file)
         if lock is not None:
             lock.release()
         scratch.unlink(missing_ok=True)
