@@ -314,19 +314,12 @@ def _quiet_hdf5_error(kind, value, traceback) -> None:
 
 
 def _abandon(io) -> None:
-    """Close an NWB writer whose write failed without writing again: HDF5 cannot close a file whose
-    buffers it cannot write (a full disk) and would crash the process at exit; its descriptor is
-    pointed at /dev/null first, and the half-written temporary file is removed by the caller."""
-    try:
-        file = io._file
-        fd = file.id.get_vfd_handle()
-        null = os.open(os.devnull, os.O_RDWR)
-        try:
-            os.dup2(null, fd)
-        finally:
-            os.close(null)
-    except Exception:  # noqa: BLE001 (not open, or another driver: close as is)
-        pass
+    """Close an NWB writer whose write failed without writing again (`sim.runfile.writer.release_failed`:
+    a full disk would otherwise crash the process at exit); the caller removes the half-written file."""
+    from hlopsim.sim.runfile.writer import release_failed
+    file = getattr(io, "_file", None)
+    if file is not None:
+        release_failed(file)
     try:
         io.close()
     except Exception:  # noqa: BLE001 (nothing more can be done for this file)

@@ -464,7 +464,7 @@ class RunRecorder:
             file.flush()
         except BaseException as err:
             try:
-                _release_failed(file)
+                release_failed(file)
             finally:
                 lock.release()
             if isinstance(err, (OSError, RuntimeError)) and not isinstance(err, RunFileWriteError):
@@ -992,7 +992,7 @@ class RunRecorder:
                     except (OSError, RuntimeError) as err:
                         error = error or _write_error(self.path, err)
                 else:
-                    _release_failed(self._file)
+                    release_failed(self._file)
                 self._file = None
                 if error is None and self._failed is None and complete and self._replaces is not None:
                     error = self._replace_target()
@@ -1091,7 +1091,7 @@ def _new_file(cls, target, path, attrs, replaces):
         _publish(scratch, target)
     except BaseException as err:
         if file is not None:
-            _release_failed(file)
+            release_failed(file)
         if lock is not None:
             lock.release()
         scratch.unlink(missing_ok=True)
@@ -1101,7 +1101,7 @@ def _new_file(cls, target, path, attrs, replaces):
     return recorder
 
 
-def _release_failed(file):
+def release_failed(file):
     """Close an h5py file after a failed write without writing to it again.
 
     HDF5 cannot close a file whose buffered metadata it cannot write (a full disk): the close
