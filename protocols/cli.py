@@ -1,8 +1,8 @@
 """Command line: ``hlopsim run PROTOCOL [--method M[,M…]] [--tasks N] [--epochs E] [--seed S] [--out PATH]
 [--set section.key=value …] [--overwrite] [--quiet]``; ``hlopsim run --resume FILE``;
 ``hlopsim inspect FILE [--json]``; ``hlopsim compare FILE…``;
-``hlopsim plot FILE WHAT [--task T] [--phase P] [--population POP] [--window START:STOP] [--out PNG]``;
-``hlopsim export FILE --nwb OUT.nwb [--overwrite]`` (needs the optional ``export`` extra: pynwb).
+``hlopsim plot FILE WHAT [--task T] [--phase P] [--stage S] [--population POP] [--window START:STOP] [--out PNG]``;
+``hlopsim export FILE --nwb OUT.nwb [--overwrite] [--subject-id ID] ...`` (needs the optional ``export`` extra: pynwb).
 
 PROTOCOL is a bundled protocol's name or the path of a protocol file (TOML). Bad input (unknown
 protocol, method or key; values out of range; a missing or read-only output folder; an existing output
@@ -73,7 +73,10 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("file", metavar="FILE", help="run file (.h5)")
     plot.add_argument("what", metavar="WHAT", help="raster, psth, accuracy, acc-curve, angles or weights")
     plot.add_argument("--task", metavar="T", help="task index (raster, psth: its segments; weights: after it)")
-    plot.add_argument("--phase", metavar="P", help="phase, train or test (raster, psth)")
+    plot.add_argument("--phase", metavar="P", help="phase: train, test or consolidate (raster, psth; psth "
+                                                   "default test)")
+    plot.add_argument("--stage", metavar="S", help="stage, the task last trained (raster, psth; default the last "
+                                                   "stage with such segments)")
     plot.add_argument("--population", metavar="POP", help="population(s), comma-separated (raster, psth; "
                                                            "default all)")
     plot.add_argument("--window", metavar="START:STOP", help="time window in seconds on the presentation "
@@ -84,6 +87,14 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("file", metavar="FILE", help="run file (.h5)")
     export.add_argument("--nwb", metavar="OUT.nwb", required=True, help="NWB file to write (its folder must exist)")
     export.add_argument("--overwrite", action="store_true", help="replace an existing OUT.nwb")
+    export.add_argument("--subject-id", help="NWB subject id (default hlopsim-<protocol>-<method>-seed<seed>)")
+    export.add_argument("--species", help="NWB subject species, Latin binomial or NCBI taxonomy IRI (default "
+                                          "NCBITaxon_32630, 'synthetic construct')")
+    export.add_argument("--experimenter", action="append", help="experimenter, 'Last, First' (repeatable)")
+    export.add_argument("--institution", help="institution")
+    export.add_argument("--lab", help="lab")
+    export.add_argument("--session-description", help="what the session is; the run's protocol, method and seed "
+                                                      "are appended")
     from hlopsim.protocols.sweep import add_sweep_parser  # imports no Dask until a sweep runs
     add_sweep_parser(sub)
     return parser
@@ -312,7 +323,10 @@ def _run(args) -> int:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Warnings as one line, like the errors: ``hlopsim: warning: …``."""
+    """Warnings as one line, like the errors: ``hlopsim: warning: …``. Deprecation notices of the libraries
+    underneath (e.g. pyparsing's, raised while Brian2 parses equations) are not the user's business."""
+    if issubclass(category, (DeprecationWarning, PendingDeprecationWarning)):
+        return
     print(f"hlopsim: warning: {message}", file=sys.stderr)
 
 
@@ -416,10 +430,12 @@ def _dispatch(args) -> int:
     if args.command == "plot":
         from hlopsim.protocols.reports.plots import plot_command
         return plot_command(args.file, args.what, task=args.task, phase=args.phase, population=args.population,
-                            window=args.window, out=args.out)
+                            window=args.window, out=args.out, stage=args.stage)
     from hlopsim.protocols.reports.export import MissingDependencyError, export_command
     try:
-        return export_command(args.file, nwb=args.nwb, overwrite=args.overwrite)
+        return export_command(args.file, nwb=args.nwb, overwrite=args.overwrite, subject_id=args.subject_id,
+                              species=args.species, experimenter=args.experimenter, institution=args.institution,
+                              lab=args.lab, session_description=args.session_description)
     except MissingDependencyError as err:  # pynwb not installed: one line, exit 2
         print(f"hlopsim: error: {err}", file=sys.stderr)
         return 2

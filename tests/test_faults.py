@@ -583,6 +583,7 @@ def _attr(group, name, value):
 
 
 RASTER, PSTH, ANGLES = ["plot", "{f}", "raster"], ["plot", "{f}", "psth"], ["plot", "{f}", "angles"]
+TRAIN_PSTH = ["plot", "{f}", "psth", "--phase", "train", "--stage", "0"]   # reads the first spikes
 INSPECT, COMPARE, EXPORT = ["inspect", "{f}"], ["compare", "{f}"], ["export", "{f}", "--nwb", "{f}.nwb"]
 # damage -> (change, the dataset the message names, commands that read it, what the Python API refuses)
 DAMAGES = {
@@ -595,7 +596,7 @@ DAMAGES = {
     "start_step after stop_step": (_assign("segments/start_step", 3, 10 ** 9), "segments/start_step",
                                    [INSPECT, COMPARE, RASTER, EXPORT], lambda run: run.segments()),
     "unsorted spikes": (_assign("populations/hidden_1/spike_step", slice(0, 10), np.arange(10)[::-1] * 10 ** 6),
-                        "populations/hidden_1/spike_step", [RASTER, PSTH, EXPORT],
+                        "populations/hidden_1/spike_step", [RASTER, TRAIN_PSTH, EXPORT],
                         lambda run: run.spikes("hidden_1")),
     "NaN in H": (_assign("lateral/w_1/H_after_task_1", (0, 0), np.nan), "lateral/w_1/H_after_task_1",
                  [INSPECT, ANGLES], lambda run: run.lateral("w_1", 1)),

@@ -5,17 +5,22 @@ functions that need them; without them those functions raise `MissingDependencyE
 one-line message says what to install.
 
 - `to_nwb` writes an NWB file: a Units table with one unit per (population, neuron) (columns
-  ``population``, ``neuron``, ``spike_times`` in seconds, ``obs_intervals``) and a trials table
-  with one row per complete presentation (``start_time``, ``stop_time``, ``task``, ``stage``,
-  ``epoch``, ``phase``, ``trial``, ``label``). ``hlopsim export FILE --nwb OUT.nwb`` calls it.
+  ``population``, ``neuron``, ``_name``, ``spike_times`` in seconds, ``obs_intervals``), a trials
+  table with one row per complete presentation (``start_time``, ``stop_time``, ``task``, ``stage``,
+  ``epoch``, ``phase``, ``trial``, ``label``), a subject and session metadata, and the processing
+  module ``misc`` with the weights, lateral circuits, accuracy matrix and task stimuli.
+  ``hlopsim export FILE --nwb OUT.nwb [--subject-id ...]`` calls it.
 - `to_neo_block` returns a `neo.Block` with one `neo.Segment` per (stage, phase) block of
-  presentations, each holding one `neo.SpikeTrain` per (population, neuron).
+  presentations, or with ``per="presentation"`` one per presentation (trial, times from its
+  start), each holding one `neo.SpikeTrain` per (population, neuron); ``block.groups`` holds one
+  `neo.Group` per unit across segments.
 
-All times are in seconds on the run file's *presentation clock* (presentations laid end to end,
+Unless trial-aligned, times are in seconds on the run file's *presentation clock* (presentations laid end to end,
 see `hlopsim.sim.runfile`), not on the wall clock of the simulation. Only complete presentations
 are exported, so a file whose run was killed exports what it finished. Everything is read through
 `hlopsim.sim.runfile.RunFile`; spike trains are built from the flat spike arrays with one stable
-sort per population (and block), never with one scan per neuron.
+sort per population (and block), never with one scan per neuron; the NWB export streams the
+spike times one population (and slice) at a time.
 """
 from __future__ import annotations
 
@@ -33,7 +38,8 @@ import numpy as np
 
 from hlopsim.sim.runfile import RunFile, RunFileError
 
-__all__ = ["ExportWriteError", "MissingDependencyError", "export_command", "to_neo_block", "to_nwb", "unit_spike_times"]
+__all__ = ["PER", "ExportWriteError", "MissingDependencyError", "export_command", "to_neo_block", "to_nwb",
+           "unit_spike_times"]
 
 INSTALL_HINT = "pip install '.[export]' in the hlopsim folder (or pip install pynwb neo)"
 
@@ -179,7 +185,133 @@ def _hlopsim_version() -> str:
         return "unknown"
 
 
-def _nwb_file(run: RunFile):
+def _neuron_counts(run: RunFile, pop: str, n: int) -> np.ndarray:
+    """Spikes of each neuron of ``pop`` in the complete segments, read in bounded slices."""
+    used = int(run.spikes_per_segment(pop).sum())
+    dataset = run.h5["populations"][pop]["spike_neuron"]
+    counts = np.zeros(n, dtype=np.int64)
+    for lo in range(0, used, STREAM_SPIKES):
+        neurons = dataset[lo:min(used, lo + STREAM_SPIKES)]
+        if neurons.size and int(neurons.max()) >= n:
+            raise run.error(f"populations/{pop}/spike_neuron holds neuron {int(neurons.max())}; "
+                            f"expected < n_neurons = {n} (damaged file?)")
+        counts += np.bincount(neurons, minlength=n)
+    return counts
+
+
+STREAM_SPIKES = 1 << 20
+"""Spikes per slice read or written at once by the NWB export (8 MiB of float64 times)."""
+
+
+def _population_time_chunks(run: RunFile, pop: str, chunk: int = STREAM_SPIKES):
+    """The spike times of ``pop`` grouped by neuron (ascending within a neuron), in seconds on the
+    presentation clock, yielded in slices of at most ``chunk`` spikes.
+
+    Memory: the neuron-sorting permutation (`_neuron_order`, 4 B per spike below 2**31 spikes),
+    the steps (`_read_steps`, 4 B per spike while the clock fits in uint32) and slices of
+    `STREAM_SPIKES`, so about the population's spike times as float64 at the peak. The steps are checked as
+    `RunFile.spikes` checks them (clock order, each spike inside its segment).
+    """
+    n = run.n_neurons(pop)
+    used = int(run.spikes_per_segment(pop).sum())
+    if used == 0:
+        return
+    group = run.h5["populations"][pop]
+    order = _neuron_order(run, pop, group["spike_neuron"], used, n, chunk)
+    steps = _read_steps(run, group["spike_step"], used, chunk)
+    run._check_spike_steps(pop, steps, 0, run.n_segments, 0)
+    dt = run.dt
+    for lo in range(0, used, chunk):
+        yield steps[order[lo:lo + chunk]].astype(np.float64) * dt
+
+
+def _read_steps(run: RunFile, dataset, used: int, chunk: int) -> np.ndarray:
+    """The first ``used`` spike steps, read in slices into uint32 when the clock's last step fits
+    (half the memory of the stored uint64), else uint64."""
+    seg = run.segments()
+    last = int(seg["stop_step"][-1]) if seg["stop_step"].size else 0
+    steps = np.empty(used, dtype=np.uint32 if last < 2 ** 32 else np.uint64)
+    for lo in range(0, used, chunk):
+        part = dataset[lo:min(used, lo + chunk)]
+        if part.size and int(part.max()) > last:
+            raise run.error(f"{dataset.name.lstrip('/')} holds step {int(part.max())}, after the last complete "
+                            f"segment (ends at step {last}) (damaged file?)")
+        steps[lo:lo + part.size] = part
+    return steps
+
+
+def _neuron_order(run: RunFile, pop: str, dataset, used: int, n: int, chunk: int) -> np.ndarray:
+    """The stable permutation sorting the first ``used`` spikes of ``dataset`` (neuron indices) by
+    neuron, built slice by slice as a counting sort: ``order[k]`` is the index of the spike that
+    comes ``k``-th. int32 below 2**31 spikes (int64 above); no full-length temporary besides it and
+    the neurons in their smallest dtype."""
+    small = _sort_dtype(n)
+    neurons = np.empty(used, dtype=small)
+    for lo in range(0, used, chunk):
+        part = dataset[lo:min(used, lo + chunk)]
+        if part.size and int(part.max()) >= n:
+            raise run.error(f"populations/{pop}/spike_neuron holds neuron {int(part.max())}; "
+                            f"expected < n_neurons = {n} (damaged file?)")
+        neurons[lo:lo + part.size] = part
+    counts = np.bincount(neurons, minlength=n)
+    cursor = np.cumsum(counts) - counts          # next free place of each neuron's spikes
+    order = np.empty(used, dtype=np.int32 if used < 2 ** 31 else np.int64)
+    for lo in range(0, used, chunk):
+        part = neurons[lo:lo + chunk]
+        sort = np.argsort(part, kind="stable")
+        sorted_part = part[sort]
+        here = np.bincount(sorted_part, minlength=n)
+        first = np.cumsum(here) - here            # first place of each neuron within the sorted slice
+        rank = np.arange(part.size) - first[sorted_part]
+        order[cursor[sorted_part] + rank] = sort + lo
+        cursor += here
+    return order
+
+
+def _spike_time_stream(run: RunFile, pops: list, total: int):
+    """The spike times of every unit, population after population, as an hdmf data chunk iterator
+    that HDF5 writes slice by slice, so at most one population's spikes are in memory
+    (`_population_time_chunks`).
+
+    The slices fill the flat ``spike_times`` column of ``total`` values in order: population by
+    population, neuron by neuron, each neuron's times ascending (seconds, presentation clock).
+    """
+    from hdmf.data_utils import AbstractDataChunkIterator, DataChunk
+
+    class SpikeTimeStream(AbstractDataChunkIterator):
+        def __init__(self):
+            self._chunks = (times for pop in pops for times in _population_time_chunks(run, pop))
+            self._at = 0
+
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            for times in self._chunks:
+                start, self._at = self._at, self._at + times.size
+                return DataChunk(data=times, selection=np.s_[start:self._at])
+            if self._at != total:
+                raise run.error(f"read {self._at} spikes where segment_end counts {total} (damaged file?)")
+            raise StopIteration
+
+        def recommended_chunk_shape(self):
+            return None
+
+        def recommended_data_shape(self):
+            return (total,)
+
+        @property
+        def dtype(self):
+            return np.dtype(np.float64)
+
+        @property
+        def maxshape(self):
+            return (total,)
+
+    return SpikeTimeStream()
+
+
+def _nwb_file(run: RunFile, metadata: dict | None = None):
     """The `pynwb.NWBFile` of an open run file, and counts ``units``, ``spikes``, ``trials``."""
     pynwb = _require("pynwb", "NWB export")
     from hdmf.backends.hdf5 import H5DataIO
@@ -197,19 +329,12 @@ def _nwb_file(run: RunFile):
     n_units = int(sum(n_neurons))
     total = int(sum(int(run.spikes_per_segment(pop).sum()) for pop in pops))
 
-    # spike times of every unit, one population at a time into one preallocated array
-    spike_times = np.empty(total, dtype=np.float64)
-    counts = np.empty(n_units, dtype=np.int64)
-    at = unit = 0
-    for pop, n in zip(pops, n_neurons):
-        times, per_neuron = unit_spike_times(run, pop)
-        spike_times[at:at + times.size] = times
-        counts[unit:unit + n] = per_neuron
-        at += times.size
-        unit += n
-        del times
-    if at != total:  # cannot happen for a consistent file; guards the preallocation
-        raise run.error(f"read {at} spikes where segment_end counts {total} (damaged file?)")
+    # spikes per unit from the neuron column alone; the times are streamed per population at write time
+    counts = np.concatenate([_neuron_counts(run, pop, n) for pop, n in zip(pops, n_neurons)]) \
+        if pops else np.zeros(0, dtype=np.int64)
+    if int(counts.sum()) != total:  # cannot happen for a consistent file
+        raise run.error(f"counted {int(counts.sum())} spikes where segment_end counts {total} (damaged file?)")
+    spike_times = _spike_time_stream(run, pops, total) if total else np.empty(0, dtype=np.float64)
     start_s, stop_s = float(seg["start_s"][0]), float(seg["stop_s"][-1])
 
     def column(name, description, data):
@@ -224,12 +349,17 @@ def _nwb_file(run: RunFile):
         description=(f"one unit per (population, neuron) of the simulated network; spike times in seconds "
                      f"on the presentation clock (steps of dt = {dt:g} s)"),
         id=np.arange(n_units),
-        columns=[st, VectorIndex(name="spike_times_index", data=np.cumsum(counts), target=st),
+        # each index before its target: hdmf drops a streamed column from its length check when it
+        # meets it, and an index met after that would no longer find its target
+        columns=[VectorIndex(name="spike_times_index", data=np.cumsum(counts), target=st), st,
                  obs, VectorIndex(name="obs_intervals_index", data=np.arange(1, n_units + 1), target=obs),
                  column("population", "population (layer) of the neuron, e.g. input, hidden_1, output",
                         np.array([p for p, n in zip(pops, n_neurons) for _ in range(n)], dtype=object)),
                  column("neuron", "index of the neuron within its population",
-                        np.concatenate([np.arange(n, dtype=np.int64) for n in n_neurons]))])
+                        np.concatenate([np.arange(n, dtype=np.int64) for n in n_neurons])),
+                 column("_name", "unit name '<population> <neuron>' (neo.io.NWBIO names its spike trains from "
+                                 "this column)",
+                        np.array([f"{p} {i}" for p, n in zip(pops, n_neurons) for i in range(n)], dtype=object))])
     trials = TimeIntervals(
         name="trials", description="one row per presentation of a sample (a run file segment), in clock order",
         id=np.arange(n_seg),
@@ -243,26 +373,154 @@ def _nwb_file(run: RunFile):
                  column("trial", "index of the sample within its task's set", seg["trial"].astype(np.int64)),
                  column("label", "true class of the sample", seg["label"].astype(np.int64))])
     when, when_note = _created(run)
+    meta = _metadata(run, metadata)
     notes = {"source": run.path.name, "format_version": run.format_version, "complete": run.complete,
              "clock": (f"times are on the run file's presentation clock: every presentation "
                        f"({run.n_steps} steps of dt = {dt:g} s) laid end to end, not wall-clock time"),
              "session_start_time": when_note, "command": run.attrs.get("command"),
              "software": run.software, "config": run.config}
+    description = (f"hlopsim run: protocol {run.protocol}, method {run.method}, seed {run.seed}; "
+                   f"{n_seg} presentations, {total} spikes of {n_units} simulated neurons")
+    if meta["session_description"]:
+        description = f"{meta['session_description']} ({description})"
+    subject = pynwb.file.Subject(
+        subject_id=meta["subject_id"], species=meta["species"], sex=meta["sex"], age=meta["age"],
+        description=meta["subject_description"])
     nwbfile = pynwb.NWBFile(
-        session_description=(f"hlopsim run: protocol {run.protocol}, method {run.method}, seed {run.seed}; "
-                             f"{n_seg} presentations, {total} spikes of {n_units} simulated neurons"),
+        session_description=description,
         identifier=_identifier(run, n_seg), session_start_time=when, session_id=run.path.stem,
         experiment_description=(f"continual learning in a Brian2 spiking network: protocol {run.protocol}, "
                                 f"method {run.method}, seed {run.seed}"),
+        experimenter=meta["experimenter"], institution=meta["institution"], lab=meta["lab"],
+        stimulus_notes=json.dumps(_stimulus_settings(run), default=str),
         notes=json.dumps(notes, default=str), was_generated_by=[("hlopsim", _hlopsim_version())],
-        units=units, trials=trials)
+        subject=subject, units=units, trials=trials)
+    module = nwbfile.create_processing_module(
+        name="misc", description="the simulated network's learned state and scores: weights and lateral (HLOP) "
+                                 "circuits after each task, the accuracy matrix, the task stimuli")
+    for table in _network_tables(run):
+        module.add(table)
     return nwbfile, {"units": n_units, "spikes": total, "trials": n_seg}
 
 
-def _write_nwb(run: RunFile, out, overwrite: bool, flag: str) -> dict:
+SIMULATION_SPECIES = "http://purl.obolibrary.org/obo/NCBITaxon_32630"
+"""Default NWB subject species: the NCBI taxonomy term "synthetic construct" (a simulated network)."""
+
+METADATA_DEFAULTS = {"subject_id": None, "species": SIMULATION_SPECIES, "sex": "U", "age": "P0D",
+                     "experimenter": None, "institution": None, "lab": None, "session_description": None}
+"""NWB metadata of `to_nwb` when not given: ``subject_id`` defaults to ``hlopsim-<protocol>-<method>-seed<seed>``;
+``sex`` "U" (unknown: not applicable to a simulation); ``age`` "P0D" (the network is built when the run
+starts, ISO 8601 duration)."""
+
+
+def _metadata(run: RunFile, given: dict | None) -> dict:
+    """`METADATA_DEFAULTS` updated with ``given`` (None values keep the default); checks the keys."""
+    given = dict(given or {})
+    unknown = sorted(set(given) - set(METADATA_DEFAULTS))
+    if unknown:
+        raise run.error(f"NWB metadata {unknown} is unknown; expected keys among {', '.join(METADATA_DEFAULTS)}")
+    meta = dict(METADATA_DEFAULTS)
+    meta.update({k: v for k, v in given.items() if v is not None})
+    if meta["subject_id"] is None:
+        meta["subject_id"] = f"hlopsim-{run.protocol}-{run.method}-seed{run.seed}"
+    for key in ("subject_id",):
+        if "/" in str(meta[key]):
+            raise run.error(f"NWB {key} {meta[key]!r} contains '/'; expected a name without slashes")
+    if meta["sex"] not in ("M", "F", "U", "O"):
+        raise run.error(f"NWB subject sex {meta['sex']!r} is invalid; expected one of M, F, U, O")
+    if isinstance(meta["experimenter"], str):
+        meta["experimenter"] = [meta["experimenter"]]
+    meta["subject_description"] = (f"a simulated spiking network (hlopsim, method {run.method}, seed {run.seed}), "
+                                   "not an animal" if meta["species"] == SIMULATION_SPECIES
+                                   else f"simulated with hlopsim (method {run.method}, seed {run.seed})")
+    return meta
+
+
+def _stimulus_settings(run: RunFile) -> dict:
+    """How samples became input spikes: the stored configuration's ``data`` section and the input
+    settings of its ``network`` section (rates, dead time, presentation, dt), and the tasks' names."""
+    config = run.config
+    network = config.get("network", {}) if isinstance(config.get("network"), dict) else {}
+    inputs = {k: v for k, v in network.items() if k.startswith("input") or k in ("presentation", "dt", "isi",
+                                                                                  "reset")}
+    return {"data": config.get("data"), "network_input": inputs, "tasks": config.get("tasks"),
+            "per_task_arrays": "see processing/misc/tasks (e.g. the pixel permutation of each task)"}
+
+
+def _network_tables(run: RunFile) -> list:
+    """DynamicTables of the learned state: ``weights_<layer>`` and ``lateral_<layer>`` (one row per
+    task the snapshot was taken after), ``accuracy`` (one row per stage) and ``tasks`` (one row per
+    task, with its stored arrays such as the input permutation)."""
+    from hdmf.common import DynamicTable, VectorData
+
+    def table(name, description, ids, columns):
+        return DynamicTable(name=name, description=description, id=np.asarray(ids, dtype=np.int64),
+                            columns=[VectorData(name=n, description=d, data=v) for n, d, v in columns])
+
+    tables = []
+    cost = _spike_cost(run)
+    cost_text = (f"the spike cost of this run's neuron model is {cost:g} V, so w volts = w x {cost:g}"
+                 if cost is not None else "the spike cost could not be found in the stored configuration")
+    for layer in run.weight_names:
+        tasks = run.weight_tasks(layer)
+        W = np.stack([run.weights(layer, t) for t in tasks])
+        tables.append(table(f"weights_{layer}", f"weights of layer {layer} (post x pre, read from population "
+                            f"{_pre(run, layer)}) after training each task, in units of the spike cost (each "
+                            f"presynaptic spike adds w x spike cost to the postsynaptic v); {cost_text}", tasks,
+                            [("after_task", "task after whose training the snapshot was taken",
+                              np.asarray(tasks, dtype=np.int64)),
+                             ("weights", "weight matrix (n_post, n_pre), units of the spike cost", W)]))
+    for layer in run.lateral_layers:
+        tasks = run.lateral_tasks(layer)
+        pairs = [run.lateral(layer, t) for t in tasks]
+        tables.append(table(f"lateral_{layer}", f"lateral (HLOP) circuit of layer {layer} after training each "
+                            "task: H (lateral neurons x presynaptic neurons, dimensionless) and which lateral "
+                            "neurons are frozen", tasks,
+                            [("after_task", "task after whose training the snapshot was taken",
+                              np.asarray(tasks, dtype=np.int64)),
+                             ("H", "subspace-neuron weights (K, n_pre), dimensionless; rows not grown are 0",
+                              np.stack([H for H, _ in pairs])),
+                             ("frozen", "whether each lateral neuron is frozen (K,)",
+                              np.stack([m for _, m in pairs]))]))
+    R = run.accuracy_matrix()
+    if R.size:
+        tables.append(table("accuracy", "accuracy matrix: row i holds the % correct on every task j after "
+                            "training task i; NaN where not measured", np.arange(R.shape[0]),
+                            [("after_task", "task last trained", np.arange(R.shape[0], dtype=np.int64)),
+                             ("percent_correct", "% correct on task j (one value per task)", R)]))
+    tasks = run.tasks()
+    if tasks:
+        names = [str(t["name"]) for t in tasks]
+        columns = [("task_name", "task name", np.array(names, dtype=object))]
+        arrays = sorted({k for t in tasks for k in t} - {"index", "name"})
+        for key in arrays:
+            values = [np.asarray(t.get(key)) for t in tasks]
+            if all(v.shape == values[0].shape and v.dtype.kind in "biuf" for v in values) and values[0].ndim:
+                columns.append((key, f"the task's stored {key!r} array (e.g. permutation: input neuron i "
+                                     "shows pixel permutation[i])", np.stack(values)))
+        tables.append(table("tasks", "the tasks (stimulus sets) of the run, in index order",
+                            [int(t["index"]) if isinstance(t["index"], int) else k for k, t in enumerate(tasks)],
+                            columns))
+    return tables
+
+
+def _pre(run: RunFile, layer: str) -> str:
+    try:
+        return run.presynaptic_population(layer)
+    except RunFileError:
+        return "unknown"
+
+
+def _spike_cost(run: RunFile):
+    """The spike cost in volts (`hlopsim.protocols.reports.plots.spike_cost_volts`), or None."""
+    from hlopsim.protocols.reports.plots import spike_cost_volts
+    return spike_cost_volts(run)
+
+
+def _write_nwb(run: RunFile, out, overwrite: bool, flag: str, metadata: dict | None = None) -> dict:
     out = Path(out)
     _check_output(out, overwrite, run.path, flag)
-    nwbfile, counts = _nwb_file(run)
+    nwbfile, counts = _nwb_file(run, metadata)
     from pynwb import NWBHDF5IO
 
     tmp = out.with_name(f".{out.stem}.tmp-{os.getpid()}.nwb")  # replaces OUT only once fully written
@@ -326,7 +584,7 @@ def _abandon(io) -> None:
         pass
 
 
-def to_nwb(run_or_path, out_path, overwrite: bool = False) -> Path:
+def to_nwb(run_or_path, out_path, overwrite: bool = False, **metadata) -> Path:
     """Write a run file as an NWB file.
 
     Parameters
@@ -338,6 +596,11 @@ def to_nwb(run_or_path, out_path, overwrite: bool = False) -> Path:
         so an existing file is only replaced by a complete export.
     overwrite : bool
         Replace an existing ``out_path``.
+    **metadata
+        NWB metadata (`METADATA_DEFAULTS` when not given): ``subject_id``, ``species`` (Latin
+        binomial or NCBI taxonomy IRI), ``sex`` (M, F, U, O), ``age`` (ISO 8601 duration),
+        ``experimenter`` (str or list, "Last, First"), ``institution``, ``lab``,
+        ``session_description`` (prefixed to the generated one).
 
     Returns
     -------
@@ -350,7 +613,15 @@ def to_nwb(run_or_path, out_path, overwrite: bool = False) -> Path:
         naming protocol, method and seed, an identifier derived from the run (the same for
         every export of the same file) and ``session_start_time`` from the run's ``created``
         attribute. ``notes`` holds the source file, the clock, the command, software versions
-        and the resolved configuration as JSON.
+        and the resolved configuration as JSON; ``stimulus_notes`` the input encoding settings
+        (JSON). A subject (a simulated network: species NCBI "synthetic construct" by default)
+        and keywords make the file pass nwbinspector without CRITICAL or BEST_PRACTICE_VIOLATION.
+        The processing module ``misc`` holds DynamicTables ``weights_<layer>`` and
+        ``lateral_<layer>`` (one row per task after which a snapshot was taken: ``after_task``,
+        ``weights`` (n_post, n_pre) in spike-cost units / ``H`` (K, n_pre) and ``frozen``),
+        ``accuracy`` (row i: ``percent_correct`` on every task after training task i) and
+        ``tasks`` (``task_name`` and each stored per-task array, e.g. ``permutation``). Spike
+        times are written one population at a time (at most one population's spikes in memory).
 
     Raises
     ------
@@ -366,11 +637,14 @@ def to_nwb(run_or_path, out_path, overwrite: bool = False) -> Path:
     """
     _require("pynwb", "NWB export")
     with _opened(run_or_path) as run:
-        return _write_nwb(run, out_path, overwrite, "overwrite=True")["path"]
+        _metadata(run, metadata)  # unknown keys and bad values fail before anything is written
+        return _write_nwb(run, out_path, overwrite, "overwrite=True", metadata)["path"]
 
 
-def export_command(path, nwb, overwrite: bool = False) -> int:
-    """``hlopsim export FILE --nwb OUT.nwb [--overwrite]``: write the NWB file, print one line.
+def export_command(path, nwb, overwrite: bool = False, **metadata) -> int:
+    """``hlopsim export FILE --nwb OUT.nwb [--overwrite] [--subject-id ...]``: write the NWB file, print one line.
+
+    ``metadata`` are the NWB metadata of `to_nwb` (None: the default).
 
     Returns
     -------
@@ -382,7 +656,8 @@ def export_command(path, nwb, overwrite: bool = False) -> int:
     out = Path(nwb)
     _check_output(out, overwrite, Path(path), "--overwrite")  # before opening the run file
     with RunFile(path) as run:
-        done = _write_nwb(run, out, overwrite, "--overwrite")
+        _metadata(run, metadata)
+        done = _write_nwb(run, out, overwrite, "--overwrite", metadata)
     print(f"{done['path']}: {done['units']} units, {done['spikes']} spikes, {done['trials']} trials (presentations)")
     return 0
 
@@ -402,7 +677,11 @@ def _names(value, what: str) -> list:
         raise RunFileError(f"{what} {value!r} is neither a value nor a list of values") from None
 
 
-def to_neo_block(run_or_path, populations=None, phases=None, tasks=None):
+PER = ("block", "presentation")
+"""Values of ``to_neo_block(per=...)``: one neo Segment per (stage, phase) block, or per presentation."""
+
+
+def to_neo_block(run_or_path, populations=None, phases=None, tasks=None, per: str = "block"):
     """The spikes of a run file as a `neo.Block`.
 
     Parameters
@@ -417,13 +696,22 @@ def to_neo_block(run_or_path, populations=None, phases=None, tasks=None):
         Only presentations of samples of these tasks (default all). In an evaluation block this
         keeps some of its presentations; the segment then spans the first to the last kept one
         and holds the spikes of the kept ones only.
+    per : {"block", "presentation"}
+        ``"block"`` (default; one segment per (stage, phase) block, times on the presentation
+        clock) or ``"presentation"``: one segment per presentation (trial), times from the
+        trial's start, for trial-aligned analysis (ISI, CV and PSTH with elephant never see an
+        interval spanning two trials).
 
     Returns
     -------
     neo.Block
         Annotated with ``protocol``, ``method``, ``seed``, ``dt`` (s), ``n_steps_per_presentation``,
         ``source`` (file name) and ``complete``; ``rec_datetime`` from the ``created`` attribute.
-        One `neo.Segment` per (stage, phase) block of the selected complete presentations, in
+        ``block.groups`` holds one `neo.Group` per unit (population, neuron), named like
+        ``"hidden_1 7"`` and annotated with ``population`` and ``neuron``, gathering that unit's
+        spike train of every segment (its identity across segments).
+
+        With ``per="block"``: one `neo.Segment` per (stage, phase) block of the selected complete presentations, in
         clock order, named like ``"stage 2 test"`` and annotated with ``stage``, ``phase``,
         ``tasks`` (sorted task indices presented) and ``n_presentations``. Each segment holds:
 
@@ -442,6 +730,8 @@ def to_neo_block(run_or_path, populations=None, phases=None, tasks=None):
     RunFileError
         If the file cannot be read, or a population, phase or task is unknown.
     """
+    if per not in PER:
+        raise RunFileError(f"per={per!r} is unknown; expected one of {', '.join(PER)}")
     neo = _require("neo", "Neo export")
     pq = _require("quantities", "Neo export")
     with _opened(run_or_path) as run:
@@ -472,6 +762,14 @@ def to_neo_block(run_or_path, populations=None, phases=None, tasks=None):
                        n_steps_per_presentation=run.n_steps, source=run.path.name, complete=run.complete)
 
         kept = np.flatnonzero(keep)
+        if per == "presentation":
+            block.annotate(per="presentation")
+            _neo_trials(neo, pq, run, block, pops, kept, when)
+            block.check_relationships()
+            return block
+        block.annotate(per="block")
+        groups = _unit_groups(neo, run, pops)
+        block.groups.extend(groups)
         stage = seg["stage"].astype(np.int64)[kept]
         code = seg["phase_code"].astype(np.int64)[kept]
         key = stage * (len(run.phase_names) + 1) + code
@@ -508,5 +806,51 @@ def to_neo_block(run_or_path, populations=None, phases=None, tasks=None):
                                    "trial": seg["trial"][sel].astype(np.int64),
                                    "label": seg["label"][sel].astype(np.int64)}))
             block.segments.append(segment)
+            for group, train in zip(groups, trains):
+                group.add(train)
         block.check_relationships()
         return block
+
+
+def _unit_groups(neo, run: RunFile, pops) -> list:
+    """One `neo.Group` per (population, neuron), in the order of the spike trains of a segment."""
+    return [neo.Group(name=f"{pop} {neuron}", population=pop, neuron=neuron, allowed_types=[neo.SpikeTrain])
+            for pop in pops for neuron in range(run.n_neurons(pop))]
+
+
+def _neo_trials(neo, pq, run: RunFile, block, pops, kept: np.ndarray, when) -> None:
+    """Append one `neo.Segment` per presentation in ``kept`` to ``block``, times from its start.
+
+    Times are integer steps from the trial start multiplied by dt once (`RunFile.trial_spikes`),
+    so each is the float nearest to a multiple of dt; ``t_stop`` is the trial's step count × dt.
+    """
+    seg = run.segments()
+    dt = run.dt
+    rate = (1.0 / dt) * pq.Hz
+    groups = _unit_groups(neo, run, pops)
+    block.groups.extend(groups)
+    per_pop = {pop: run.trial_spikes(pop, kept) for pop in pops}
+    n_steps = (seg["stop_step"].astype(np.int64) - seg["start_step"].astype(np.int64))
+    for index, s in enumerate(kept):
+        info = {"segment": int(s), "task": int(seg["task"][s]), "stage": int(seg["stage"][s]),
+                "phase": str(seg["phase"][s]), "epoch": int(seg["epoch"][s]), "trial": int(seg["trial"][s]),
+                "label": int(seg["label"][s])}
+        t_stop = float(n_steps[s] * dt) * pq.s
+        segment = neo.Segment(name=f"presentation {int(s)}: task {info['task']} stage {info['stage']} "
+                                   f"{info['phase']} trial {info['trial']}", index=index, rec_datetime=when)
+        segment.annotate(**info, start_s=float(int(seg["start_step"][s]) * dt))
+        trains = []
+        for pop in pops:
+            times, neurons = per_pop[pop][index]
+            n = run.n_neurons(pop)
+            times, counts = _group_by_neuron(run, pop, times, neurons, n)
+            ends = np.cumsum(counts)
+            for neuron in range(n):
+                trains.append(neo.SpikeTrain(
+                    times[ends[neuron] - counts[neuron]:ends[neuron]], units=pq.s, t_start=0.0 * pq.s,
+                    t_stop=t_stop, sampling_rate=rate, name=f"{pop} {neuron}", population=pop, neuron=neuron,
+                    **info))
+        segment.spiketrains.extend(trains)
+        block.segments.append(segment)
+        for group, train in zip(groups, trains):
+            group.add(train)

@@ -8,13 +8,17 @@ Kinds (``WHAT``):
 
 - ``raster``: spikes of several populations stacked vertically, for a time window of the
   presentation clock or the first few segments of a task/phase.
-- ``psth``: population rate (Hz per neuron) over the presentation, averaged over segments.
+- ``psth``: population rate (Hz per neuron) over the presentation, averaged over segments
+  (default: the test presentations of the last stage).
 - ``accuracy``: heatmap of the accuracy matrix with the values in the cells.
 - ``acc-curve``: accuracy on each task after each training stage, and their mean.
 - ``angles``: principal angles between the activity subspaces (PCA of a layer's presynaptic
   rates) of successive tasks, and between the rows of ``H`` each task grew and that task's
   residual activity subspace, per lateral layer.
-- ``weights``: histograms of each layer's weights after each task.
+- ``weights``: histograms of each layer's weights after each task, in mV (weight × spike cost).
+
+Raster and PSTH select segments by ``task``, ``phase`` and ``stage`` (the task last trained);
+their titles name the stage(s), task(s) and phase(s) shown.
 """
 from __future__ import annotations
 
@@ -29,7 +33,8 @@ from hlopsim.protocols.reports.inspect import method_uses_lateral
 from hlopsim.sim.runfile import RunFile, RunFileError
 
 __all__ = ["KINDS", "parse_window", "raster_figure", "psth_figure", "accuracy_figure", "acc_curve_figure",
-           "angles_figure", "weights_figure", "SubspaceAngles", "subspace_angles_by_layer", "plot_command"]
+           "angles_figure", "spike_cost_volts", "weights_figure", "SubspaceAngles", "subspace_angles_by_layer",
+           "plot_command"]
 
 KINDS = ("raster", "psth", "accuracy", "acc-curve", "angles", "weights")
 """Plot kinds accepted by ``hlopsim plot``."""
@@ -39,8 +44,8 @@ RASTER_SEGMENTS = 5
 
 # which options each kind uses; others are refused
 _USES = {
-    "raster": {"task", "phase", "population", "window"},
-    "psth": {"task", "phase", "population"},
+    "raster": {"task", "phase", "stage", "population", "window"},
+    "psth": {"task", "phase", "stage", "population"},
     "accuracy": set(),
     "acc-curve": set(),
     "angles": set(),
@@ -91,14 +96,36 @@ def parse_window(text: str, name: str = "") -> tuple[float, float]:
     return start_s, stop_s
 
 
-def _selection(run: RunFile, task, phase) -> np.ndarray:
-    sel = run.select(task=task, phase=phase)
+def _selection(run: RunFile, task, phase, stage=None) -> np.ndarray:
+    """Segments with the given task, phase and stage; without a stage, those of the last stage
+    that has segments of that task and phase (a test of task 3 then shows it after the last
+    training, not before task 3 was trained)."""
+    sel = run.select(task=task, phase=phase, stage=stage)
     if not len(sel):
-        given = ", ".join(f"{k}={v!r}" for k, v in (("task", task), ("phase", phase)) if v is not None)
+        given = ", ".join(f"{k}={v!r}" for k, v in (("task", task), ("phase", phase), ("stage", stage))
+                          if v is not None)
         if not given:
             raise run.error("has no complete segment to plot")
         raise run.error(f"no complete segment has {given}; the file holds {run.n_segments} complete segments")
+    if stage is None and (task is not None or phase is not None):
+        stages = run.segments()["stage"][sel]
+        sel = sel[stages == stages.max()]
     return sel
+
+
+def _shown(seg, sel) -> str:
+    """What a selection of segments shows, e.g. ``"stage 4, task 3, test"`` (ranges when mixed)."""
+    parts = []
+    for key, word in (("stage", "stage"), ("task", "task")):
+        values = np.unique(seg[key][sel])
+        if values.size == 1:
+            parts.append(f"{word} {int(values[0])}")
+        elif values.size:
+            parts.append(f"{word}s {int(values.min())}–{int(values.max())}")
+    phases = list(dict.fromkeys(str(p) for p in seg["phase"][sel]))
+    if phases:
+        parts.append("/".join(phases))
+    return ", ".join(parts)
 
 
 def _segment_label(seg, s) -> str:
@@ -108,7 +135,7 @@ def _segment_label(seg, s) -> str:
 # ---------------------------------------------------------------------------------- raster
 
 
-def raster_figure(run: RunFile, populations=None, window=None, task=None, phase=None):
+def raster_figure(run: RunFile, populations=None, window=None, task=None, phase=None, stage=None):
     """Spike raster of several populations stacked vertically, one colour each.
 
     Parameters
@@ -121,22 +148,26 @@ def raster_figure(run: RunFile, populations=None, window=None, task=None, phase=
     task : int, optional
         Without ``window``: show the first `RASTER_SEGMENTS` segments of this task.
     phase : str, optional
-        Without ``window``: ... of this phase (``"train"`` or ``"test"``).
+        Without ``window``: ... of this phase (e.g. ``"train"``, ``"test"``, ``"consolidate"``).
+    stage : int, optional
+        Without ``window``: ... presented after training task ``stage``. Default: with a task or
+        phase given, the last stage that has such segments.
 
     Returns
     -------
     matplotlib.figure.Figure
-        With neither ``window`` nor task/phase: the first `RASTER_SEGMENTS` presentations of
-        the run. Segment boundaries are dotted lines labelled with segment index, task and phase.
+        With neither ``window`` nor task/phase/stage: the first `RASTER_SEGMENTS` presentations
+        of the run. Segment boundaries are dotted lines labelled with segment index, task and
+        phase; the title names the stage(s), task(s) and phase(s) shown.
     """
     populations = list(run.populations if populations is None else populations)
     for pop in populations:
         run.n_neurons(pop)
-    if window is not None and (task is not None or phase is not None):
-        raise run.error("give --window or --task/--phase for a raster, not both")
+    if window is not None and (task is not None or phase is not None or stage is not None):
+        raise run.error("give --window or --task/--phase/--stage for a raster, not both")
     seg = run.segments()
     presentation_s = run.presentation_s
-    if window is None and task is None and phase is None:
+    if window is None and task is None and phase is None and stage is None:
         if not run.n_segments:
             raise run.error("has no complete segment to plot")
         stop = min(RASTER_SEGMENTS, run.n_segments)
@@ -151,7 +182,7 @@ def raster_figure(run: RunFile, populations=None, window=None, task=None, phase=
         boundaries = [(float(seg["start_s"][s]), s) for s in shown]
         xlim = window
     else:
-        shown = _selection(run, task, phase)[:RASTER_SEGMENTS]
+        shown = _selection(run, task, phase, stage)[:RASTER_SEGMENTS]
         xlabel = "time (s), the selected presentations side by side"
         boundaries = [(k * presentation_s, s) for k, s in enumerate(shown)]
         xlim = (0.0, len(shown) * presentation_s)
@@ -182,15 +213,17 @@ def raster_figure(run: RunFile, populations=None, window=None, task=None, phase=
                          fontsize=7, va="bottom", clip_on=False)
     axes[-1].set_xlim(*xlim)
     axes[-1].set_xlabel(xlabel)
-    fig.suptitle(f"{_title(run)}\nspike raster, {total} spikes", fontsize=10)
+    fig.suptitle(f"{_title(run)}\nspike raster of {_shown(seg, shown) or 'no segment'}, {total} spikes", fontsize=10)
     return fig
 
 
 # ---------------------------------------------------------------------------------- psth
 
 
-def psth_figure(run: RunFile, populations=None, task=None, phase=None, max_bins: int = 100):
+def psth_figure(run: RunFile, populations=None, task=None, phase=None, stage=None, max_bins: int = 100):
     """Population rate over the presentation, averaged over the selected segments.
+
+    ``rate = spikes in the bin / (presentations · neurons · bin width)``, in Hz per neuron.
 
     Parameters
     ----------
@@ -200,7 +233,10 @@ def psth_figure(run: RunFile, populations=None, task=None, phase=None, max_bins:
     task : int, optional
         Average only over segments presenting this task.
     phase : str, optional
-        ... and of this phase. Default: all complete segments.
+        ... and of this phase. Default ``"test"`` when neither task, phase nor stage is given.
+    stage : int, optional
+        ... presented after training task ``stage``. Default: the last stage that has segments
+        of the task and phase (so, alone, the test presentations of the last stage).
     max_bins : int
         At most this many bins; a bin is a whole number of steps of ``dt``.
 
@@ -212,7 +248,10 @@ def psth_figure(run: RunFile, populations=None, task=None, phase=None, max_bins:
     populations = list(run.populations if populations is None else populations)
     for pop in populations:
         run.n_neurons(pop)
-    sel = _selection(run, task, phase)
+    if task is None and phase is None and stage is None and "test" in run.phase_names \
+            and run.select(phase="test").size:
+        phase = "test"
+    sel = _selection(run, task, phase, stage)
     n_steps = run.n_steps
     steps_per_bin = max(1, math.ceil(n_steps / max_bins))
     n_bins = math.ceil(n_steps / steps_per_bin)
@@ -230,7 +269,7 @@ def psth_figure(run: RunFile, populations=None, task=None, phase=None, max_bins:
         ax.set_ylim(bottom=0)
     axes[-1].set_xlim(0, n_steps * run.dt * 1e3)
     axes[-1].set_xlabel(f"time from presentation start (ms), bins of {steps_per_bin * run.dt * 1e3:g} ms")
-    what = ", ".join(f"{k} {v}" for k, v in (("task", task), ("phase", phase)) if v is not None) or "all segments"
+    what = _shown(run.segments(), sel)
     fig.suptitle(f"{_title(run)}\nPSTH, mean over {len(sel)} presentations ({what})", fontsize=10)
     return fig
 
@@ -443,27 +482,66 @@ def angles_figure(run: RunFile):
     return fig
 
 
+def spike_cost_volts(run: RunFile) -> float | None:
+    """The spike cost of the run's neuron model, in volts, or None if it cannot be found.
+
+    A stored weight ``w`` (dimensionless, in units of the spike cost) is the jump
+    ``w · spike_cost`` of the postsynaptic ``v`` per presynaptic spike. The spike cost is that of
+    the `NeuronModel` the stored configuration's ``[neuron]`` section builds
+    (`hlopsim.protocols.experiment.config.neuron_model`, which imports Brian2), so defaults and
+    ``lif``'s ``network.v_threshold`` are resolved as in the run itself.
+
+    Returns
+    -------
+    float or None
+        Volts; None when the file stores no configuration or it does not build a neuron model
+        (a file written by other code, or of an older configuration layout).
+    """
+    config = run.config
+    if not isinstance(config.get("neuron"), dict):
+        return None
+    try:
+        from hlopsim.protocols.experiment.config import neuron_model
+        model = neuron_model(config)
+        from brian2 import volt
+        value = float(model.spike_cost / volt)
+    except Exception:  # noqa: BLE001 (any failure means: not known; the plot says so)
+        return None
+    return value if math.isfinite(value) and value > 0 else None
+
+
 def weights_figure(run: RunFile, task=None):
     """Histograms of each layer's weights after each task (or after ``task`` only).
+
+    Weights are shown in millivolts, ``w · spike_cost`` (`spike_cost_volts`): the Brian2 synaptic
+    weight, i.e. the jump of the postsynaptic ``v`` per presynaptic spike for delta synapses and
+    the scale the other synapse models normalise their current or conductance to. If the spike
+    cost cannot be found, in units of the spike cost, and the axis label says so.
 
     Returns
     -------
     matplotlib.figure.Figure
-        One panel per weight layer, one step histogram per task; weights in units of the spike
-        cost.
+        One panel per weight layer, one step histogram per task.
     """
     names = run.weight_names
     if not names:
         raise run.error("has no weight snapshots (/weights is empty)")
     if task is not None:
         run.check_task(task)
+    cost = spike_cost_volts(run)
+    scale = 1.0 if cost is None else cost * 1e3
+    network = run.config.get("network")
+    synapse = network.get("synapse", "delta") if isinstance(network, dict) else "delta"
+    meaning = "jump of v per spike" if synapse == "delta" else f"weight × spike cost, {synapse} synapses"
+    unit = ("units of the spike cost; spike cost unknown: no neuron model in the stored configuration"
+            if cost is None else f"mV, {meaning}; spike cost {cost * 1e3:g} mV")
     fig = _figure(4.2 * len(names) + 0.5, 4.0)
     axes = fig.subplots(1, len(names), squeeze=False)[0]
     cmap = _colormap("viridis")
     n_tasks = max(1, run.n_tasks)
     for ax, name in zip(axes, names):
         tasks = run.weight_tasks(name) if task is None else [task]
-        arrays = [run.weights(name, t).ravel() for t in tasks]
+        arrays = [run.weights(name, t).ravel() * scale for t in tasks]
         values = np.concatenate(arrays)
         n_bins = int(np.clip(1.5 * math.sqrt(arrays[0].size), 10, 80))
         bins = np.histogram_bin_edges(values[np.isfinite(values)], bins=n_bins)
@@ -472,25 +550,26 @@ def weights_figure(run: RunFile, task=None):
                     label=f"after task {t}")
         shape = run.weights(name, tasks[0]).shape
         ax.set_title(f"{name} ({shape[0]} × {shape[1]})" if len(shape) == 2 else name)
-        ax.set_xlabel("weight (units of the spike cost)")
+        ax.set_xlabel(f"weight ({unit})", fontsize=8 if cost is None else None)
         ax.legend(fontsize=8)
     axes[0].set_ylabel("synapses")
-    fig.suptitle(f"{_title(run)}\nweight distributions", fontsize=10)
+    after = "after each task" if task is None else f"after task {task}"
+    fig.suptitle(f"{_title(run)}\nweight distributions {after}", fontsize=10)
     return fig
 
 
 # ---------------------------------------------------------------------------------- command
 
 
-def _parse_task(text, name):
+def _parse_task(text, name, flag="--task"):
     try:
         return int(text)
     except (TypeError, ValueError):
-        raise RunFileError(f"{name}: --task {text!r} is not an integer; expected a task index 0, 1, ...") from None
+        raise RunFileError(f"{name}: {flag} {text!r} is not an integer; expected a task index 0, 1, ...") from None
 
 
 def plot_command(path, what: str, *, task=None, phase=None, population=None, window=None, out=None,
-                 dpi: int = 120) -> int:
+                 dpi: int = 120, stage=None) -> int:
     """Write the figure ``what`` of run file ``path`` as a PNG; print its path; return 0.
 
     Parameters
@@ -502,7 +581,10 @@ def plot_command(path, what: str, *, task=None, phase=None, population=None, win
     task : str or int, optional
         Task index (raster, psth: segments of this task; weights: after this task).
     phase : str, optional
-        Phase name (raster, psth), e.g. ``"train"``, ``"test"``.
+        Phase name (raster, psth), e.g. ``"train"``, ``"test"``, ``"consolidate"``.
+    stage : str or int, optional
+        Stage (index of the task last trained) of the segments shown (raster, psth); default the
+        last stage with segments of the task and phase.
     population : str, optional
         Population, or several comma-separated (raster, psth); default all.
     window : str, optional
@@ -524,13 +606,16 @@ def plot_command(path, what: str, *, task=None, phase=None, population=None, win
     name = str(path)
     if what not in KINDS:
         raise RunFileError(f"{name}: plot kind {what!r} is unknown; expected one of {', '.join(KINDS)}")
-    given = {"task": task, "phase": phase, "population": population, "window": window}
+    given = {"task": task, "phase": phase, "stage": stage, "population": population, "window": window}
     unused = [f"--{k}" for k, v in given.items() if v is not None and k not in _USES[what]]
     if unused:
-        uses = ", ".join(f"--{k}" for k in sorted(_USES[what])) or "none of --task/--phase/--population/--window"
+        uses = ", ".join(f"--{k}" for k in sorted(_USES[what])) or \
+            "none of --task/--phase/--stage/--population/--window"
         raise RunFileError(f"{name}: plot {what} does not use {', '.join(unused)}; it uses {uses}")
     if task is not None:
         task = _parse_task(task, name)
+    if stage is not None:
+        stage = _parse_task(stage, name, "--stage")
     if window is not None:
         window = parse_window(window, name)
     populations = None
@@ -551,13 +636,15 @@ def plot_command(path, what: str, *, task=None, phase=None, population=None, win
     with RunFile(path) as run:
         if task is not None:
             run.check_task(task)
+        if stage is not None:
+            run.check_task(stage, what="stage")
         import matplotlib
         matplotlib.use("Agg")  # files only, no display; must precede any pyplot import
         try:
             if what == "raster":
-                fig = raster_figure(run, populations, window=window, task=task, phase=phase)
+                fig = raster_figure(run, populations, window=window, task=task, phase=phase, stage=stage)
             elif what == "psth":
-                fig = psth_figure(run, populations, task=task, phase=phase)
+                fig = psth_figure(run, populations, task=task, phase=phase, stage=stage)
             elif what == "accuracy":
                 fig = accuracy_figure(run)
             elif what == "acc-curve":

@@ -786,6 +786,41 @@ class RunFile:
         neurons = self._checked_neurons(pop, self._population(pop)["spike_neuron"][lo:hi])
         return owner, local, neurons if keep is None else neurons[keep]
 
+    def trial_spikes(self, pop: str, segments=None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Spikes of each selected segment (trial), timed from that trial's start.
+
+        The time of a spike is ``local_step * dt``: its step counted from the start of its own
+        segment (an integer) multiplied by `dt` once, so every time is the float nearest to an
+        integer multiple of `dt` and no interval between two spikes spans two trials. Trial-aligned
+        analyses (ISI, CV, PSTH) need this; the presentation clock of `spikes` does not give it.
+
+        Parameters
+        ----------
+        pop : str
+            Population name.
+        segments : array_like of int or bool, optional
+            Segment indices (any order; one entry per index given) or a mask over the complete
+            segments; default all complete segments.
+
+        Returns
+        -------
+        list of (times_s, neurons)
+            One pair per selected segment, in the order given: ``times_s`` (float64, seconds from
+            the segment start, ``0 <= t < n_steps * dt``, ascending) and ``neurons`` (int64 neuron
+            index of each spike).
+
+        Raises
+        ------
+        RunFileError
+            If the population is unknown or a segment out of range.
+        """
+        sel = self._segment_selection(segments)
+        owner, local, neurons = self.local_spikes(pop, sel)
+        dt = self.dt
+        lo = np.searchsorted(owner, sel, side="left")   # owner is sorted: spikes come in clock order
+        hi = np.searchsorted(owner, sel, side="right")
+        return [(local[a:b] * dt, neurons[a:b]) for a, b in zip(lo, hi)]
+
     def _local_steps(self, pop, segments, want_owner=True):
         """Owner segment and local step of the spikes of the selected segments.
 
