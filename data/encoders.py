@@ -240,12 +240,8 @@ def regular_encode(x: np.ndarray, max_rate_hz: float, dt_s: float, n_steps: int)
     n_steps = check_int("n_steps", n_steps, minimum=1)
     if p_max > 1.0:
         raise ValueError(f"max_rate_hz * dt_s = {p_max:g} must be <= 1 (spike probability per step)")
-    p = x * p_max
-    k = np.arange(n_steps + 1, dtype=np.float64)[None, :, None]
-    spikes_so_far = np.floor(k * p[:, None, :] + 1e-9)  # (n_samples, n_steps + 1, n_neurons)
-    fired = np.diff(spikes_so_far, axis=1) > 0
-    s, t, j = np.unravel_index(np.flatnonzero(fired), fired.shape)
-    return SpikeTrains(sample=s, step=t, neuron=j, n_samples=x.shape[0], n_neurons=x.shape[1], n_steps=n_steps)
+    # the 1e-9 keeps an exact integer k·p from being floored one spike short by rounding
+    return _phased_trains(x * p_max, n_steps, 1e-9)
 
 
 def random_phase_encode(
@@ -284,21 +280,7 @@ def random_phase_encode(
     rng = check_rng(rng)
     if p_max > 1.0:
         raise ValueError(f"max_rate_hz * dt_s = {p_max:g} must be <= 1 (spike probability per step)")
-    n_samples, n_neurons = x.shape
-    phase = rng.random((n_samples, n_neurons))
-    p = x * p_max
-    k = np.arange(n_steps + 1, dtype=np.float64)[None, :, None]
-    chunk = max(1, _CHUNK_BYTES // max(1, 9 * (n_steps + 1) * n_neurons))
-    parts = [(np.empty(0, np.int64),) * 3]
-    for first in range(0, n_samples, chunk):
-        rows = slice(first, first + chunk)
-        spikes_so_far = np.floor(k * p[rows, None, :] + phase[rows, None, :])
-        fired = np.diff(spikes_so_far, axis=1) > 0
-        s, t, j = np.unravel_index(np.flatnonzero(fired), fired.shape)
-        parts.append((s + first, t, j))
-    sample, step, neuron = (np.concatenate(arrays) for arrays in zip(*parts))
-    return SpikeTrains(sample=sample, step=step, neuron=neuron, n_samples=n_samples, n_neurons=n_neurons,
-                       n_steps=n_steps)
+    return _phased_trains(x * p_max, n_steps, rng.random(x.shape))
 
 
 def refractory_poisson_encode(
@@ -402,3 +384,23 @@ def latency_encode(x: np.ndarray, n_steps: int, min_intensity: float = 0.0) -> S
     order = np.lexsort((neuron, step, sample))
     return SpikeTrains(sample=sample[order], step=step[order], neuron=neuron[order], n_samples=x.shape[0],
                        n_neurons=x.shape[1], n_steps=n_steps)
+
+
+def _phased_trains(p: np.ndarray, n_steps: int, phase) -> SpikeTrains:
+    """Regular trains: neuron ``j`` of sample ``i`` fires at step ``k`` when
+    ``floor((k + 1) p + φ) > floor(k p + φ)``; ``phase`` φ is a scalar or one value per (sample, neuron).
+    Computed in chunks of samples to bound memory; spikes sorted by (sample, step, neuron)."""
+    n_samples, n_neurons = p.shape
+    phase = np.broadcast_to(np.asarray(phase, dtype=np.float64), p.shape)
+    k = np.arange(n_steps + 1, dtype=np.float64)[None, :, None]
+    chunk = max(1, _CHUNK_BYTES // max(1, 9 * (n_steps + 1) * n_neurons))
+    parts = [(np.empty(0, np.int64),) * 3]
+    for first in range(0, n_samples, chunk):
+        rows = slice(first, first + chunk)
+        spikes_so_far = np.floor(k * p[rows, None, :] + phase[rows, None, :])
+        fired = np.diff(spikes_so_far, axis=1) > 0
+        s, t, j = np.unravel_index(np.flatnonzero(fired), fired.shape)
+        parts.append((s + first, t, j))
+    sample, step, neuron = (np.concatenate(arrays) for arrays in zip(*parts))
+    return SpikeTrains(sample=sample, step=step, neuron=neuron, n_samples=n_samples, n_neurons=n_neurons,
+                       n_steps=n_steps)

@@ -87,7 +87,8 @@ class NetworkSpec:
             if not (isinstance(width, int) and not isinstance(width, bool) and width > 0):
                 raise ValueError(f"network.hidden = {list(self.hidden)}: every width must be a positive integer")
         if not isinstance(self.neuron, NeuronModel):
-            raise ValueError(f"network.neuron = {self.neuron!r} must be a NeuronModel")
+            hint = f" (call it: {self.neuron.__name__}())" if callable(self.neuron) else ""
+            raise ValueError(f"network.neuron = {self.neuron!r} must be a NeuronModel{hint}")
         for name, unit in (("dt", ms), ("presentation", ms), ("input_max_rate", Hz)):
             set_(self, name, parse_quantity(getattr(self, name), unit, name=f"network.{name}", positive=True))
         for name in ("input_size", "output_size", "batch_size"):

@@ -47,3 +47,23 @@ def load_benchmark(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def run_file_datasets(path) -> dict:
+    """Every dataset of an HDF5 file by name, read into memory."""
+    import h5py
+    found = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: found.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+    return found
+
+
+def assert_same_run_files(a, b) -> None:
+    """Two run files hold the same datasets, bit for bit (dtype, shape and values; NaN equal to NaN)."""
+    import numpy as np
+    first, second = run_file_datasets(a), run_file_datasets(b)
+    assert sorted(first) == sorted(second), (a, b)
+    for name, value in first.items():
+        other = second[name]
+        assert value.dtype == other.dtype and value.shape == other.shape, f"{a}: dataset {name}"
+        assert np.array_equal(value, other, equal_nan=value.dtype.kind == "f"), f"{a}: dataset {name} differs"

@@ -7,6 +7,7 @@ import warnings
 import h5py
 import numpy as np
 import pytest
+from cli_helpers import assert_same_run_files, run_file_datasets
 
 from hlopsim.protocols.experiment import loop
 from hlopsim.protocols.experiment.config import ConfigError, Experiment, apply_overrides, load_protocol
@@ -27,21 +28,6 @@ def tiny_config(*extra, protocol="permuted-digits", record=False):
     return apply_overrides(load_protocol(protocol), TINY + [f"sim.record_spikes={str(record).lower()}", *extra])
 
 
-def datasets(path) -> dict[str, np.ndarray]:
-    """Every dataset of an HDF5 file by name."""
-    found = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: found.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
-    return found
-
-
-def assert_same_datasets(a, b):
-    first, second = datasets(a), datasets(b)
-    assert sorted(first) == sorted(second)
-    for name, value in first.items():
-        other = second[name]
-        assert value.dtype == other.dtype and value.shape == other.shape, name
-        assert np.array_equal(value, other, equal_nan=value.dtype.kind == "f"), f"dataset {name} differs"
 
 
 # -- per-row heads in the credit ------------------------------------------------------------------
@@ -169,7 +155,7 @@ def test_zero_strength_or_buffer_is_finetune_bit_for_bit(tmp_path, method, overr
         warnings.simplefilter("ignore")
         run_protocol(config, "finetune", tmp_path / "finetune.h5", progress=False)
         run_protocol(config, method, tmp_path / f"{method}.h5", progress=False)
-    assert_same_datasets(tmp_path / "finetune.h5", tmp_path / f"{method}.h5")
+    assert_same_run_files(tmp_path / "finetune.h5", tmp_path / f"{method}.h5")
 
 
 @pytest.fixture(scope="module")
@@ -251,7 +237,7 @@ def test_initial_evaluation_changes_nothing_else(tmp_path, monkeypatch):
         run_protocol(config, "hlop", tmp_path / "with.h5", progress=False)
         monkeypatch.setattr(loop, "initial_accuracy", lambda net, tasks, *args, **kwargs: np.full(len(tasks), -1.0))
         run_protocol(config, "hlop", tmp_path / "without.h5", progress=False)
-    first, second = datasets(tmp_path / "with.h5"), datasets(tmp_path / "without.h5")
+    first, second = run_file_datasets(tmp_path / "with.h5"), run_file_datasets(tmp_path / "without.h5")
     assert (second.pop("metrics/initial_accuracy") == -1).all() and (first.pop("metrics/initial_accuracy") >= 0).all()
     assert sorted(first) == sorted(second)
     for name in first:

@@ -2,9 +2,9 @@
 import subprocess
 import sys
 
-import h5py
 import numpy as np
 import pytest
+from cli_helpers import run_file_datasets
 
 import hlopsim as hs
 from hlopsim.protocols.experiment.loop import output_heads
@@ -26,13 +26,6 @@ def tiny_tasks(per_class=40):
 
 NET = dict(hidden=[16], batch_size=16)
 
-
-def datasets(path):
-    """Every dataset of a run file (path → array), the attributes that must match, and R."""
-    found = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: found.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
-    return found
 
 
 def test_output_heads_lay_out_one_slice_per_head():
@@ -64,7 +57,7 @@ def test_a_script_run_resumes_by_calling_it_again_and_equals_an_uninterrupted_ru
         assert not run.complete
     again = hs.run_tasks(tasks, hs.NetworkSpec(**NET), "finetune", out=tmp_path / "cut.h5", **kwargs)
     np.testing.assert_array_equal(again.accuracy, full.accuracy)
-    a, b = datasets(tmp_path / "full.h5"), datasets(tmp_path / "cut.h5")
+    a, b = run_file_datasets(tmp_path / "full.h5"), run_file_datasets(tmp_path / "cut.h5")
     assert a.keys() == b.keys()
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
@@ -86,6 +79,8 @@ def test_bad_tasks_get_one_line_errors():
     object.__setattr__(bad, "x_train", task.x_train * 2)
     with pytest.raises(ValueError, match=r"x_train must hold finite values in \[0, 1\]"):
         hs.run_tasks([bad], hs.NetworkSpec(**NET), "finetune", target="numpy")
+    with pytest.raises(ValueError, match=r"must be a NeuronModel \(call it: lif\(\)\)"):
+        hs.NetworkSpec(neuron=hs.lif)
     with pytest.raises(ValueError, match="unknown method 'sgd'"):
         hs.run_tasks([task], hs.NetworkSpec(**NET), "sgd", target="numpy")
     with pytest.raises(ValueError, match="2 layers"):
@@ -231,7 +226,7 @@ def test_a_refractory_model_resumes_bit_for_bit(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         hs.run_tasks(tasks, net, StopAtTask1(), epochs=1, target="numpy", out=tmp_path / "cut.h5")
     hs.run_tasks(tasks, net, "finetune", epochs=1, target="numpy", out=tmp_path / "cut.h5")
-    a, b = datasets(tmp_path / "full.h5"), datasets(tmp_path / "cut.h5")
+    a, b = run_file_datasets(tmp_path / "full.h5"), run_file_datasets(tmp_path / "cut.h5")
     assert a.keys() == b.keys()
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)

@@ -10,6 +10,7 @@ import json
 import h5py
 import numpy as np
 import pytest
+from cli_helpers import run_file_datasets
 from brian2 import Hz, second, volt
 
 from hlopsim.data import load_digits, poisson_encode
@@ -27,13 +28,6 @@ TINY = ["protocol.tasks=2", "protocol.epochs=1", "data.train_size=128", "network
 def tiny_config(*extra):
     return apply_overrides(load_protocol("permuted-digits"), [*TINY, *extra])
 
-
-def datasets(path):
-    """Every dataset of an HDF5 file by name, read into memory."""
-    found = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: found.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
-    return found
 
 
 # ------------------------------------------------------------------------------------ seeding
@@ -55,7 +49,7 @@ def test_same_seed_gives_identical_results_and_spikes(seeded_runs):
     (ra, pa), (rb, pb) = seeded_runs["a"], seeded_runs["b"]
     assert np.all(np.isfinite(ra.accuracy))
     assert np.array_equal(ra.accuracy, rb.accuracy)
-    da, db = datasets(pa), datasets(pb)
+    da, db = run_file_datasets(pa), run_file_datasets(pb)
     assert set(da) == set(db)
     spike_names = [n for n in da if n.startswith("populations/")]
     assert {n.rsplit("/", 1)[1] for n in spike_names} == {"spike_step", "spike_neuron", "segment_end"}
@@ -68,7 +62,7 @@ def test_same_seed_gives_identical_results_and_spikes(seeded_runs):
 
 def test_different_seed_gives_different_content(seeded_runs):
     (ra, pa), (rc, pc) = seeded_runs["a"], seeded_runs["c"]
-    da, dc = datasets(pa), datasets(pc)
+    da, dc = run_file_datasets(pa), run_file_datasets(pc)
     differs = [n for n in da if n not in dc or da[n].shape != dc[n].shape or not np.array_equal(da[n], dc[n])]
     assert "populations/input/spike_step" in differs
     assert "weights/w_1/after_task_0" in differs
@@ -240,7 +234,7 @@ def test_consolidation_epochs_train_only_the_lateral_circuit(tmp_path):
     paths = {n: tmp_path / f"consolidation-{n}.h5" for n in (0, 2)}
     for n, path in paths.items():
         run_protocol(tiny_config(f"lateral.consolidation_epochs={n}"), "hlop", path, progress=False)
-    plain, with_c = datasets(paths[0]), datasets(paths[2])       # same seed
+    plain, with_c = run_file_datasets(paths[0]), run_file_datasets(paths[2])       # same seed
     path = paths[2]
     # Task 0's training is identical (its orders are drawn before the consolidation's): same weights.
     for name in ("weights/w_1/after_task_0", "weights/w_2/after_task_0"):
@@ -282,7 +276,7 @@ def test_test_sets_in_one_run_give_the_same_file_as_one_run_per_set(tmp_path):
     for label, limit in (("together", 10_000), ("apart", 1)):
         path = tmp_path / f"{label}.h5"
         result = run_protocol(tiny_config("data.test_size=300"), "hlop", path, progress=False, test_run_samples=limit)
-        files[label] = (result.accuracy, datasets(path))
+        files[label] = (result.accuracy, run_file_datasets(path))
     (acc_a, da), (acc_b, db) = files["together"], files["apart"]
     assert np.array_equal(acc_a, acc_b)
     assert set(da) == set(db)

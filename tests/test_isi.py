@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from cli_helpers import run_file_datasets
 from brian2 import SpikeMonitor, StateMonitor
 
 from hlopsim.data.encoders import SpikeTrains
@@ -101,13 +102,6 @@ def test_isi_keys_in_protocol_files_and_their_checks():
         SimNetwork(spec, np.random.default_rng(0), lateral=lateral)
 
 
-def _datasets(path):
-    import h5py
-    found = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: found.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
-    return found
-
 
 def _tiny_run(path, lateral="graded", **network):
     import hlopsim as hs
@@ -129,7 +123,7 @@ def test_with_reset_and_instantaneous_synapses_an_isi_changes_nothing_but_time(t
     plain = _tiny_run(tmp_path / "plain.h5", lateral)
     spaced = _tiny_run(tmp_path / "isi.h5", lateral, isi="30 ms", reset=True)   # longer than presentation − window
     assert np.array_equal(plain.accuracy, spaced.accuracy, equal_nan=True)
-    a, b = _datasets(tmp_path / "plain.h5"), _datasets(tmp_path / "isi.h5")
+    a, b = run_file_datasets(tmp_path / "plain.h5"), run_file_datasets(tmp_path / "isi.h5")
     assert set(a) == set(b) and any(name.startswith("lateral/") for name in a)
     for name in a:
         assert a[name].dtype == b[name].dtype and np.array_equal(a[name], b[name]), name

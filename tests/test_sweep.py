@@ -11,8 +11,8 @@ import warnings
 from pathlib import Path
 
 import h5py
-import numpy as np
 import pytest
+from cli_helpers import assert_same_run_files
 
 from hlopsim.protocols.experiment.config import ConfigError
 from hlopsim.protocols.experiment.protocol import run_protocol
@@ -25,19 +25,6 @@ TINY = ["protocol.tasks=2", "protocol.epochs=1", "data.train_size=64", "data.tes
         'sim.target="numpy"', "network.hidden=[32]"]
 
 
-def datasets(path) -> dict[str, np.ndarray]:
-    found = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: found.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
-    return found
-
-
-def assert_same_datasets(a, b):
-    first, second = datasets(a), datasets(b)
-    assert sorted(first) == sorted(second), (a, b)
-    for name, value in first.items():
-        assert value.dtype == second[name].dtype and value.shape == second[name].shape, name
-        assert np.array_equal(value, second[name], equal_nan=value.dtype.kind == "f"), f"{a}: dataset {name} differs"
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +86,7 @@ def test_sweep_equals_runs_alone_and_a_second_sweep_skips_or_resumes(tmp_path, c
         for run in first.runs:        # the same runs, one after the other in this process
             run_protocol(run.config, run.method, tmp_path / run.path.name, progress=False)
     for run in first.runs:
-        assert_same_datasets(run.path, tmp_path / run.path.name)
+        assert_same_run_files(run.path, tmp_path / run.path.name)
 
     stamps = {run.path: run.path.stat().st_mtime_ns for run in first.runs}
     again = sweep("permuted-digits", [0, 1], tmp_path / "sweep", grid=parse_grid(["learning.lr=0.1,0.05"]),
@@ -116,7 +103,7 @@ def test_sweep_equals_runs_alone_and_a_second_sweep_skips_or_resumes(tmp_path, c
     assert [(run.action, run.status) for run in third.runs] == [("resume", "done")] + [("skip", "skipped")] * 3
     with h5py.File(interrupted, "r") as f:
         assert bool(f.attrs["complete"])
-    assert_same_datasets(interrupted, tmp_path / interrupted.name)
+    assert_same_run_files(interrupted, tmp_path / interrupted.name)
 
     # a complete file of other settings under a run's name is refused, not overwritten
     with pytest.raises(ConfigError):
