@@ -20,7 +20,7 @@ _WHERE = {
     "adaptive_lif": "hlopsim.models.neurons", "izhikevich": "hlopsim.models.neurons",
     "NetworkSpec": "hlopsim.models.network", "LateralSpec": "hlopsim.models.lateral",
     "Delta": "hlopsim.models.synapses", "ExpCurrent": "hlopsim.models.synapses",
-    "Conductance": "hlopsim.models.synapses",
+    "Conductance": "hlopsim.models.synapses", "StateRecording": "hlopsim.models.recording",
     # data sets, task builders, encoders (data/)
     "Dataset": "hlopsim.data", "load_digits": "hlopsim.data", "load_mnist_5k": "hlopsim.data",
     "load_idx": "hlopsim.data", "load_npz": "hlopsim.data", "load_dataset": "hlopsim.data",

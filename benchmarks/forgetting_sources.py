@@ -18,7 +18,8 @@ Three tables, printed for one run file of ``hlop`` (or ``gpm``):
 2. **Which layer forgets.** Per old task ``j``: test accuracy with both layers' weights from after
    task ``j``; with one layer's weights from after the last task (the other from after ``j``); with
    both from after the last task (= ``R[last, j]``). The network is simulated again with the run's
-   settings (regular input only, so the replay is deterministic).
+   settings on the input spikes the run recorded for those test presentations (any encoder; needs
+   ``sim.record_spikes``), so the replay is deterministic.
 
 Usage::
 
@@ -100,18 +101,17 @@ def leftover_energy(run) -> None:
 
 def layer_swaps(run, target: str) -> None:
     """Print table 2: old tasks' test accuracy with each layer's weights from after the last task."""
-    from brian2 import Hz, second
-    from hlopsim.data import apply_permutation, load_digits, regular_encode
+    from hlopsim.data.encoders import SpikeTrains
     from hlopsim.models.from_config import network_spec
     from hlopsim.sim import prefs
     from hlopsim.sim.network import SimNetwork
 
     config = run.config
-    if config["data"]["encoder"] != "regular":
-        raise SystemExit(f"data.encoder = {config['data']['encoder']!r}: the replay needs regular input")
+    seg = run.segments()
+    if not run.spikes_per_segment("input").any():
+        raise SystemExit("the run recorded no input spikes (sim.record_spikes = false): nothing to replay")
     prefs.configure(target)
-    dataset = load_digits(test_size=config["data"]["test_size"], split_seed=config["data"]["split_seed"])
-    spec = network_spec(config["network"], dataset.n_features, dataset.n_classes)
+    spec = network_spec(config["network"], run.n_neurons("input"), run.n_neurons("output"))
     net = SimNetwork(spec, np.random.default_rng(0), record_spikes=False)
     names, last = run.weight_names, run.n_tasks - 1
     weights = {t: [run.weights(name, t) for name in names] for t in range(run.n_tasks)}
@@ -120,9 +120,19 @@ def layer_swaps(run, target: str) -> None:
         for mine, theirs in zip(net.weights, layer_weights):
             mine[:] = theirs
         net.push_weights()
-        x = apply_permutation(dataset.x_test, task["permutation"])
-        spikes = regular_encode(x, float(spec.input_max_rate / Hz), float(spec.dt / second), spec.n_steps)
-        return 100.0 * float(np.mean(np.argmax(net.present(spikes).scores, axis=1) == dataset.y_test))
+        # The recorded input of the task's test presentations (the same spikes every stage was tested
+        # with, whatever the encoder), in trial order.
+        tested = np.flatnonzero((seg["phase"] == "test") & (seg["task"] == task["index"]) & (seg["stage"] == last))
+        tested = tested[np.argsort(seg["trial"][tested], kind="stable")]
+        owner, step, neuron = run.local_spikes("input", tested)
+        position = np.zeros(len(seg["task"]), dtype=np.int64)
+        position[tested] = np.arange(len(tested))
+        sample = position[owner]
+        order = np.lexsort((neuron, step, sample))
+        spikes = SpikeTrains(sample=sample[order], step=step[order], neuron=neuron[order], n_samples=len(tested),
+                             n_neurons=spec.input_size, n_steps=spec.n_steps)
+        labels = seg["label"][tested]
+        return 100.0 * float(np.mean(np.argmax(net.present(spikes).scores, axis=1) == labels))
 
     print(f"\ntest accuracy of old task j with each layer's weights from after task j or after task {last}")
     print("  task j | own    " + " ".join(f"{name}@{last:<4d}" for name in names) + f" all@{last}")

@@ -11,7 +11,13 @@ and the same learning rule, with a warm code cache (every variant first runs onc
 Prints samples/s of each and the ratios; exit code 0. Usage::
 
     python benchmarks/throughput.py [--samples N] [--naive-samples N] [--target cython|numpy] [--set K=V]
-                                    [--profile]
+                                    [--net 64-128-10|64-256-256-10|64-800-800-10] [--methods hlop,finetune]
+                                    [--propagation auto|shared|brian2 | --compare-propagation] [--profile]
+
+``--net`` picks a network size (`NETS`: the authors' subspace sizes, T = 20 steps for the larger two);
+``--compare-propagation`` times every method with shared-matrix and with Brian2-synapse propagation
+(`sim.propagation`) back to back in this one process and prints their ratio (``--naive-samples 0``
+skips the naive loop).
 """
 from __future__ import annotations
 
@@ -21,6 +27,18 @@ import time
 from collections import Counter
 
 import numpy as np
+
+#: Network sizes by name: ``--set`` overrides of the permuted-digits protocol (hidden sizes, T = 20 steps
+#: with the plasticity window halved, the authors' lateral subspace sizes per weight layer).
+NETS = {
+    "64-128-10": [],   # the demo as bundled
+    "64-256-256-10": ["network.hidden=[256,256]", 'network.presentation="20 ms"', 'lateral.window="10 ms"',
+                      "lateral.first_task=[10,64,32]", "lateral.per_task=[10,22,22]",
+                      'lateral.hebbian_rate=["16 Hz","6 Hz","6 Hz"]'],
+    "64-800-800-10": ["network.hidden=[800,800]", 'network.presentation="20 ms"', 'lateral.window="10 ms"',
+                      "lateral.first_task=[10,200,100]", "lateral.per_task=[10,70,70]",
+                      'lateral.hebbian_rate=["16 Hz","6 Hz","6 Hz"]'],
+}
 
 
 def profiled(network, totals: Counter):
@@ -35,7 +53,7 @@ def profiled(network, totals: Counter):
 
 
 def batched_rate(method_name: str, config: dict, x: np.ndarray, y: np.ndarray, repeats: int,
-                 profile: Counter | None = None) -> float:
+                 profile: Counter | None = None, propagation: str = "auto") -> float:
     from brian2 import Hz, second
     from hlopsim.data import poisson_encode
     from hlopsim.models.from_config import network_spec
@@ -47,7 +65,7 @@ def batched_rate(method_name: str, config: dict, x: np.ndarray, y: np.ndarray, r
     spec = network_spec(config["network"], x.shape[1], 10)
     lateral = method.lateral if method.uses_lateral else None
     net = SimNetwork(spec, np.random.default_rng(0), lateral=lateral, n_tasks=config["protocol"]["tasks"],
-                     record_spikes=False)
+                     record_spikes=False, propagation=propagation)
     rng = np.random.default_rng(1)
     learn = config["learning"]
     method.begin_task(net, 0)
@@ -150,6 +168,12 @@ def main() -> None:
                         help="override a permuted-digits setting, as in `hlopsim run`")
     parser.add_argument("--profile", action="store_true",
                         help="also print Brian2's time per object over hlop's timed epochs")
+    parser.add_argument("--net", choices=list(NETS), help="network size (overrides before any --set)")
+    parser.add_argument("--methods", default="hlop,finetune", help="batched methods to time, comma-separated")
+    parser.add_argument("--propagation", default="auto", choices=["auto", "shared", "brian2"],
+                        help="spike propagation of the weight layers (sim.propagation)")
+    parser.add_argument("--compare-propagation", action="store_true",
+                        help="time every method with shared and with brian2 propagation, back to back")
     args = parser.parse_args()
 
     from hlopsim.data import load_digits
@@ -157,25 +181,36 @@ def main() -> None:
     from hlopsim.sim import prefs
 
     prefs.configure(args.target)
-    config = apply_overrides(load_protocol("permuted-digits"), args.set)
+    config = apply_overrides(load_protocol("permuted-digits"), (NETS[args.net] if args.net else []) + args.set)
     digits = load_digits()
     x, y = digits.x_train[: args.samples], digits.y_train[: args.samples]
-    profile = Counter() if args.profile else None
-    rates = {m: batched_rate(m, config, x, y, args.repeats, profile if m == "hlop" else None)
-             for m in ("hlop", "finetune")}
-    rates["naive"] = naive_rate(config, x[: args.naive_samples], y[: args.naive_samples])
-    print(f"network {config['network']['hidden']} hidden, batch {config['network']['batch_size']}, "
-          f"target {args.target}")
-    print(f"{'variant':10s} {'train samples/s':>16s} {'× naive':>8s}")
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    paths = ["shared", "brian2"] if args.compare_propagation else [args.propagation]
+    profiles = {path: Counter() for path in paths} if args.profile else {}
+    rates = {}
+    for method in methods:
+        for path in paths:   # the paths of one method back to back: the machine's load changes slowly
+            rates[f"{method}/{path}"] = batched_rate(method, config, x, y, args.repeats,
+                                                     profiles.get(path) if method == "hlop" else None, path)
+    if args.naive_samples > 0:
+        rates["naive"] = naive_rate(config, x[: args.naive_samples], y[: args.naive_samples])
+    net = config["network"]
+    print(f"network {args.net or ''} hidden {net['hidden']}, presentation {net['presentation']}, batch "
+          f"{net['batch_size']}, target {args.target}, {len(y)} samples, best of {args.repeats} epochs")
+    print(f"{'variant':22s} {'train samples/s':>16s}" + (f" {'× naive':>8s}" if "naive" in rates else ""))
     for name, rate in rates.items():
-        print(f"{name:10s} {rate:16.0f} {rate / rates['naive']:8.1f}")
-    if profile:
+        print(f"{name:22s} {rate:16.0f}" + (f" {rate / rates['naive']:8.1f}" if "naive" in rates else ""))
+    if args.compare_propagation:
+        for method in methods:
+            print(f"{method}: shared / brian2 = {rates[f'{method}/shared'] / rates[f'{method}/brian2']:.2f}")
+    for path, profile in profiles.items():
+        if not profile:
+            continue
         total = sum(profile.values())
-        print(f"\nhlop, Brian2 time per object over {args.repeats} timed epochs ({total:.2f} s in all; "
+        print(f"\nhlop/{path}, Brian2 time per object over {args.repeats} timed epochs ({total:.2f} s in all; "
               "profiling on, so the epochs above ran slower)")
         for name, seconds in profile.most_common(12):
             print(f"  {name:45s} {seconds:7.3f} s {100 * seconds / total:5.1f} %")
-
 
 if __name__ == "__main__":
     main()

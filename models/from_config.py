@@ -10,7 +10,8 @@ from hlopsim.models.quantities import parse_quantity
 
 # LateralSpec fields given as text with units, and their unit.
 _LATERAL_UNITS = {"dt": ms, "window": ms, "rate_scale": Hz, "trace_tau": ms}
-_LATERAL_PLAIN = ("copies", "neuron", "projection", "decorrelate", "decorrelation_floor", "subspace_neuron")
+_LATERAL_PLAIN = ("copies", "neuron", "projection", "decorrelate", "decorrelation_floor", "subspace_neuron",
+                  "growth", "residual_threshold", "protection", "protection_scale")
 
 
 def lateral_spec(section: dict) -> LateralSpec:

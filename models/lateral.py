@@ -14,6 +14,8 @@ from hlopsim.models.subspace_neurons import integrate_and_fire
 
 NEURON_KINDS = ("graded", "spiking")
 PROJECTIONS = ("closed-form", "neural")
+GROWTHS = ("fixed", "residual")
+PROTECTIONS = ("full", "graded")
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,29 @@ class LateralSpec:
     decorrelation_floor : float
         ``μ`` above: the smallest eigenvalue of ``C`` the decorrelation assumes, as a fraction of
         the mean one (positive; larger is closer to plain Oja, smaller is faster and less stable).
+    growth : str
+        How many of a task's neurons are kept. ``"fixed"``: all ``first_task``/``per_task`` of them
+        (the layer's sizes are fixed at build time, the total capped at the layer width).
+        ``"residual"``: ``first_task``/``per_task`` (capped by the room left in the layer) grow and
+        learn; at the end of the task they are made orthonormal and orthogonal to the frozen rows
+        within their span, turned onto the principal axes of the task's activity
+        (`protocols.experiment.methods.principal_rows`), and only the fewest top ones are kept (frozen) that bring the
+        residual energy ``‖x − Hᵀ H x‖² / ‖x‖²`` of the task's activity (``H`` all kept rows) to
+        ``residual_threshold`` or below; the others are released for later tasks. Graded
+        circuits without decorrelation only.
+    residual_threshold : float
+        Fraction of a task's activity energy, in (0, 1), the kept rows may leave unexplained
+        (``growth = "residual"``).
+    protection : str
+        ``"full"``: supervised updates are projected out of the frozen rows, ``a − H_oldᵀ H_old a``.
+        ``"graded"``: ``a − H_oldᵀ diag(s) H_old a``, each frozen row scaled by its importance
+        ``s_i = (α+1) r_i / (α r_i + r_max)`` ∈ [0, 1], ``r_i`` the RMS of ``y_i = H_i x`` on the
+        old tasks' activity (the largest over the tasks since it froze), ``r_max`` the layer's
+        largest (as scaled gradient projection does for GPM's bases). The task's rows are made
+        orthonormal and turned onto its principal axes as for residual growth. Closed-form projection only.
+    protection_scale : float
+        ``α`` above (≥ 0): 0 scales linearly with ``r_i``; larger values protect weak rows more
+        (``α → ∞`` is full protection).
     """
 
     first_task: tuple[int, ...]
@@ -89,6 +114,10 @@ class LateralSpec:
     projection: str = "closed-form"
     decorrelate: bool = False
     decorrelation_floor: float = 0.3
+    growth: str = "fixed"
+    residual_threshold: float = 0.05
+    protection: str = "full"
+    protection_scale: float = 100.0
 
     def __post_init__(self):
         if not len(self.first_task) == len(self.per_task) == len(self.hebbian_rate):
@@ -123,6 +152,22 @@ class LateralSpec:
         if isinstance(floor, bool) or not isinstance(floor, Real) or not (math.isfinite(floor) and floor > 0):
             raise ValueError(f"lateral.decorrelation_floor = {floor!r} must be a finite positive number (a fraction "
                              "of the mean eigenvalue, e.g. 0.3)")
+        if self.growth not in GROWTHS:
+            raise ValueError(f"lateral.growth = {self.growth!r} is unknown; expected one of {GROWTHS}")
+        if self.growth == "residual" and (self.neuron != "graded" or self.decorrelate):
+            raise ValueError(f"lateral.growth = 'residual' needs lateral.neuron = 'graded' and lateral.decorrelate = "
+                             f"false (got neuron {self.neuron!r}, decorrelate {self.decorrelate})")
+        threshold = self.residual_threshold
+        if isinstance(threshold, bool) or not isinstance(threshold, Real) or not 0 < threshold < 1:
+            raise ValueError(f"lateral.residual_threshold = {threshold!r} must be a fraction of the energy in (0, 1)")
+        if self.protection not in PROTECTIONS:
+            raise ValueError(f"lateral.protection = {self.protection!r} is unknown; expected one of {PROTECTIONS}")
+        if self.protection == "graded" and self.projection != "closed-form":
+            raise ValueError(f"lateral.protection = 'graded' needs lateral.projection = 'closed-form' "
+                             f"(got {self.projection!r})")
+        scale = self.protection_scale
+        if isinstance(scale, bool) or not isinstance(scale, Real) or not (math.isfinite(scale) and scale >= 0):
+            raise ValueError(f"lateral.protection_scale = {scale!r} must be a finite number ≥ 0")
         if not isinstance(self.subspace_neuron, NeuronModel):
             raise ValueError(f"lateral.subspace_neuron = {self.subspace_neuron!r} must be a models.neurons.NeuronModel")
 
@@ -130,9 +175,13 @@ class LateralSpec:
         """Subspace neurons added at each task for one layer, capped at the layer's input width.
 
         A circuit with as many neurons as inputs would project out everything and leave the layer
-        no plasticity, so the total is capped at ``width`` with a warning.
+        no plasticity, so the total is capped at ``width`` with a warning. With ``growth =
+        "residual"`` these are the neurons each task grows at most (each capped at ``width``); how
+        many are kept, and so the room left for later tasks, is decided at the end of each task.
         """
         sizes = [self.first_task[layer]] + [self.per_task[layer]] * (n_tasks - 1)
+        if self.growth == "residual":
+            return [min(size, width) for size in sizes]
         capped, total = [], 0
         for size in sizes:
             add = max(0, min(size, width - total))

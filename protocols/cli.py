@@ -65,8 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     inspect = sub.add_parser("inspect", help="summarise a run file: run, populations, segments, accuracies")
     inspect.add_argument("file", metavar="FILE", help="run file (.h5)")
     inspect.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    compare = sub.add_parser("compare", help="ACC, BWT, forgetting of run files, with mean ± sd over the runs "
-                                             "that differ only in the seed")
+    compare = sub.add_parser("compare", help="ACC, BWT, forgetting, FWT and learning accuracy of run files, "
+                                             "with mean ± sd over the runs that differ only in the seed")
     compare.add_argument("files", metavar="FILE", nargs="+", help="run files (.h5)")
     compare.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     plot = sub.add_parser("plot", help="draw a figure of a run file as PNG")

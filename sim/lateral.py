@@ -56,7 +56,10 @@ are set to it. Frozen neurons (``plastic = 0``) change by exactly zero.
 Growth: all neurons a run will ever need are allocated at build time (silent), their synapses created
 when their task begins (`_connect_rows`; the summed variables and the plasticity cost per synapse and
 lateral step, so the neurons of later tasks would cost time while adding zeros); a new task's neurons
-get orthonormal initial rows and ``plastic = 1``; at the end of the task they freeze.
+get orthonormal initial rows and ``plastic = 1``; at the end of the task they freeze. With
+``lateral.growth = "residual"`` all ``n`` rows are allocated, a task grows at most the room left, and at
+its end the method keeps only some of its rows (`SharedSubspaceWeights.freeze_rows`); the rest are
+zeroed and grown again by the next task, so synapses are created up to the highest row ever grown.
 """
 from __future__ import annotations
 
@@ -110,7 +113,8 @@ class GradedLateralCircuit(SharedSubspaceWeights):
                  hebbian_rate: Quantity, presentation: Quantity, dt: Quantity, rng: np.random.Generator):
         neural = spec.projection == "neural"
         self._init_shared(name, n_inputs, sizes_per_task, spec.copies, rng,
-                          simulated=simulated_copies(spec, pre_group, n_inputs), neural_projection=neural)
+                          simulated=simulated_copies(spec, pre_group, n_inputs), neural_projection=neural,
+                          residual_growth=spec.growth == "residual")
         n, k, c = n_inputs, self.k_max, self.simulated
         n_steps = int(round(float(presentation / dt)))
         open_after = presentation - spec.window
@@ -202,13 +206,20 @@ class GradedLateralCircuit(SharedSubspaceWeights):
         return added
 
     def restore(self, H: np.ndarray, n_frozen: int, task: int) -> None:
-        self._connect_through(task)
+        if self.residual_growth:
+            self._connect_rows(min(self.k_max, n_frozen))
+        else:
+            self._connect_through(task)
         super().restore(H, n_frozen, task)
         self._reset_decorrelation()
 
     # -- synapses, created task by task ------------------------------------------------------------
     def _connect_through(self, task: int) -> None:
-        """Create the synapses of every neuron of tasks ``0 … task`` that has none yet."""
+        """Create the synapses of every neuron of tasks ``0 … task`` that has none yet (residual growth:
+        of the neurons frozen so far and those ``task`` grows)."""
+        if self.residual_growth:
+            self._connect_rows(self.n_frozen + self.growth_count(task))
+            return
         self._connect_rows(min(self.k_max, int(sum(self.sizes_per_task[: task + 1]))))
 
     def _connect_rows(self, stop: int) -> None:

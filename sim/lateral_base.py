@@ -56,15 +56,18 @@ class SharedSubspaceWeights:
 
     def _init_shared(self, name: str, n_inputs: int, sizes_per_task: list[int], copies: int,
                      rng: np.random.Generator, *, simulated: int | None = None,
-                     neural_projection: bool = False) -> None:
+                     neural_projection: bool = False, residual_growth: bool = False) -> None:
         """The state every circuit starts with: no neuron grown, ``H`` all zero (K_max × n).
 
-        ``copies`` learn, ``simulated`` (≥ ``copies``, default equal) are simulated.
+        ``copies`` learn, ``simulated`` (≥ ``copies``, default equal) are simulated. With
+        ``residual_growth`` (``lateral.growth = "residual"``) ``sizes_per_task`` are the most each
+        task grows, the neurons kept are decided when it ends (`freeze_rows`), and K_max = n.
         """
         self.name = name
         self.n_inputs = n_inputs
         self.sizes_per_task = list(sizes_per_task)
-        self.k_max = max(1, sum(sizes_per_task))
+        self.residual_growth = residual_growth
+        self.k_max = n_inputs if residual_growth else max(1, sum(sizes_per_task))
         self.copies = copies
         self.simulated = copies if simulated is None else simulated
         if self.simulated < copies:
@@ -79,7 +82,7 @@ class SharedSubspaceWeights:
     # -- growth and freezing -------------------------------------------------------------------
     def grow(self, task: int) -> int:
         """Add the neurons of ``task``: orthonormal rows, orthogonal to the frozen ones; returns how many."""
-        add = self.sizes_per_task[task] if task < len(self.sizes_per_task) else 0
+        add = self.growth_count(task)
         self.task = task
         start = self.n_grown
         if add > 0:
@@ -95,11 +98,35 @@ class SharedSubspaceWeights:
         self._write_copies()
         return add
 
+    def growth_count(self, task: int) -> int:
+        """Neurons ``task`` grows: its size, and with residual growth no more than the room left (K_max − frozen)."""
+        add = self.sizes_per_task[task] if task < len(self.sizes_per_task) else 0
+        return min(add, self.k_max - self.n_frozen) if self.residual_growth else add
+
     def freeze(self) -> None:
         """Freeze every grown neuron: its synapses never change again."""
         self.n_frozen = self.n_grown
         self._plastic[:] = False
         self._write_flags()
+
+    def freeze_rows(self, rows: np.ndarray) -> None:
+        """Replace the current task's neurons by ``rows`` (m × n, m ≤ grown − frozen) and freeze them.
+
+        The rows after them (the task's neurons not kept) are set to zero and are no longer grown:
+        the next task grows from there. ``rows`` spanning the same space as the task's rows leave
+        the circuit's feedback ``Hᵀ H`` unchanged (residual growth keeps a rotated, cut basis).
+        """
+        rows = np.asarray(rows, dtype=np.float64)
+        if rows.ndim != 2 or rows.shape[1] != self.n_inputs or len(rows) > self.n_grown - self.n_frozen:
+            raise ValueError(f"{self.name}: cannot keep rows of shape {rows.shape}; the task grew "
+                             f"{self.n_grown - self.n_frozen} rows of {self.n_inputs} inputs")
+        stop = self.n_frozen + len(rows)
+        self.H[self.n_frozen:stop] = rows
+        self.H[stop:self.n_grown] = 0.0
+        self.n_grown = self.n_frozen = stop
+        self._plastic[:] = False
+        self._write_flags()
+        self._write_copies()
 
     def restore(self, H: np.ndarray, n_frozen: int, task: int) -> None:
         """Set the state reached after finishing ``task``: shared weights and the frozen neurons."""

@@ -41,7 +41,7 @@ def _head_range(head, n_out: int) -> tuple[int, int]:
 
 
 def credit(weights: Sequence[np.ndarray], rates: Sequence[np.ndarray], labels: np.ndarray, valid: np.ndarray,
-           logit_scale: float, transfer: "TransferCurve | None" = None,
+           logit_scale: float, transfer: "TransferCurve | Sequence[TransferCurve] | None" = None,
            head: slice | np.ndarray | None = None) -> tuple[list[np.ndarray], float]:
     """Credit ``δ_l`` of every weight layer and the batch loss.
 
@@ -56,7 +56,8 @@ def credit(weights: Sequence[np.ndarray], rates: Sequence[np.ndarray], labels: n
         δ_l = (δ_{l+1} W_{l+1}) ⊙ f'(u_l)
 
     ``f' = transfer.slope`` (a measured curve), or the integrate-and-fire indicator ``1[0 < u_l < 1]``
-    when ``transfer`` is None or the analytic map (then computed exactly as without a transfer).
+    when ``transfer`` is None or the analytic map (then computed exactly as without a transfer). Each
+    hidden layer may have its own map (its neurons receive their input through their own synapse model).
 
     Parameters
     ----------
@@ -68,8 +69,9 @@ def credit(weights: Sequence[np.ndarray], rates: Sequence[np.ndarray], labels: n
         layer without a head); any value for invalid rows.
     valid : ndarray of bool, shape (B,)
     logit_scale : float
-    transfer : TransferCurve or None
-        Rate map of the neurons (`sim.transfer`); None: integrate-and-fire.
+    transfer : TransferCurve, sequence of TransferCurve or None
+        Rate map of the hidden neurons (`sim.transfer`): one for every hidden layer, or one per hidden
+        layer (first hidden layer first, e.g. ``SimNetwork.transfers[:-1]``); None: integrate-and-fire.
     head : slice, ndarray of bool or None
         Contiguous slice of the output layer that is the current task's head (multi-head protocols);
         or a per-row output mask, shape (B, n_out), for a batch whose rows belong to different heads
@@ -108,11 +110,15 @@ def credit(weights: Sequence[np.ndarray], rates: Sequence[np.ndarray], labels: n
     # large, not one as large as a whole batch (that overshoot measurably wrecked whole tasks).
     delta *= valid.sum() / len(valid)
     deltas = [delta]
-    tabulated = transfer is not None and not transfer.is_ideal
-    for layer in range(len(weights) - 1, 0, -1):
+    n_hidden = len(weights) - 1
+    maps = list(transfer) if isinstance(transfer, (list, tuple)) else [transfer] * n_hidden
+    if len(maps) != n_hidden:
+        raise ValueError(f"{len(maps)} rate maps given for {n_hidden} hidden layers (give one, or one per hidden layer)")
+    for layer in range(n_hidden, 0, -1):
         u = rates[layer - 1] @ weights[layer - 1].T
-        if tabulated:
-            delta = hidden_credit_slope(weights[layer], delta, u, transfer.drive, transfer.gain)
+        curve = maps[layer - 1]      # hidden population `layer` is fed by weight layer `layer - 1`
+        if curve is not None and not curve.is_ideal:
+            delta = hidden_credit_slope(weights[layer], delta, u, curve.drive, curve.gain)
         else:
             delta = hidden_credit(weights[layer], delta, u, 1.0)
         deltas.append(delta)

@@ -8,9 +8,11 @@ into all copies, synchronises the lateral circuits and resets the neurons ("rese
 weights"). This amortises Brian2's per-step overhead over the batch instead of paying one
 ``run()`` per sample (docs/design.md).
 
-Synapses: weight layer ``l`` is one Brian2 ``Synapses`` with ``w : volt`` and the ``on_pre`` statement and
-delay of ``spec.synapse_for(l)``; the population it feeds simulates the neuron model extended by that
-synapse's kinetics (`models.synapses.compose`).
+Synapses: weight layer ``l`` propagates spikes as the ``on_pre`` statement of ``spec.synapse_for(l)`` says
+(``w`` in volt); the population it feeds simulates the neuron model extended by that synapse's kinetics
+(`models.synapses.compose`). By default an undelayed `Delta` layer uses one weight matrix shared by all
+copies (`sim.propagation.SharedPropagation`, bit-identical to Brian2's synapses); other layers are a Brian2
+``Synapses`` with ``w : volt`` per copy and the synapse's delay (``propagation="brian2"`` forces this for all).
 
 Continuous time: with ``spec.isi > 0`` each batch occupies ``isi + presentation`` — silence first (no
 input spikes; the neurons run on and their state decays), then the presentation — and the neurons are
@@ -27,15 +29,19 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-from brian2 import Network, NetworkOperation, NeuronGroup, SpikeGeneratorGroup, SpikeMonitor, Synapses, second, volt
+from brian2 import (Network, NetworkOperation, NeuronGroup, SpikeGeneratorGroup, SpikeMonitor, StateMonitor, Synapses,
+                    get_unit, second, volt)
 
 from hlopsim.data.encoders import SpikeTrains
 from hlopsim.models.lateral import LateralSpec
 from hlopsim.models.network import NetworkSpec
+from hlopsim.models.recording import StateRecording
 from hlopsim.models.synapses import compose
 from hlopsim.sim.blocks import block_diagonal_indices_by_pre
 from hlopsim.sim.kernels import segment_spikes
+from hlopsim.sim.propagation import SharedPropagation, choose_propagation
 from hlopsim.sim.lateral import GradedLateralCircuit
+from hlopsim.sim.resources import samples_per_run
 from hlopsim.sim.transfer import transfer_for
 
 
@@ -81,14 +87,33 @@ class RunActivity:
     spikes : dict
         Per population name, ``(sample, step, neuron)`` arrays of every spike when recording
         (step within the presentation), else empty.
+    states : dict
+        Recorded state variables (`SimNetwork.present` with ``record_states``), else empty:
+        ``states[population][variable]`` is a float64 array of shape ``(P, n_neurons, n_steps)`` in SI
+        units (`SimNetwork.state_units`) for samples ``0 … P − 1`` of the run, neurons
+        ``SimNetwork.state_neurons[population]``, at steps ``0 … n_steps − 1`` of each presentation
+        (the value at the start of the step; step 0 is the state the presentation starts from).
     """
 
     counts: list[np.ndarray]
     scores: np.ndarray
     spikes: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
+    states: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
 BatchCallback = Callable[[BatchActivity], bool]
+
+
+def _shifted(on_batch: BatchCallback | None, first: int, batches: int) -> BatchCallback | None:
+    """``on_batch`` for a run that presents a call's samples from ``first`` on (its ``batches``-th batch
+    first): the callback sees the call's sample and batch numbers."""
+    if on_batch is None or first == 0:
+        return on_batch
+
+    def shifted(batch: BatchActivity) -> bool:
+        samples = np.where(batch.samples >= 0, batch.samples + first, -1)
+        return on_batch(BatchActivity(batch=batch.batch + batches, samples=samples, rates=batch.rates))
+    return shifted
 
 
 class SimNetwork:
@@ -106,36 +131,62 @@ class SimNetwork:
         Number of tasks the lateral circuits are sized for.
     record_spikes : bool
         Keep every spike of every population for the run file (otherwise only counts).
+    record_states : StateRecording or None
+        State variables to record (`models.recording.StateRecording`); its variables, populations
+        and neurons are checked here, before any Brian2 object exists. Which runs record is chosen
+        per `present` call.
+    propagation : {"auto", "shared", "brian2"}
+        How weight layers propagate spikes (`sim.propagation`): ``"shared"`` one weight matrix for all copies
+        (undelayed built-in synapse models), ``"brian2"`` a Brian2 ``Synapses`` per layer holding every
+        copy's weights, ``"auto"`` shared for undelayed `Delta` layers and Brian2 for the others.
 
     Attributes
     ----------
+    synapses : list
+        The Brian2 object propagating each weight layer's spikes: a ``Synapses`` or the ``NetworkOperation``
+        of a `SharedPropagation`.
+    propagators : list of SharedPropagation or None
+        Each layer's shared propagation, None where it is a Brian2 ``Synapses``.
     weights : list of ndarray, shape (n_post, n_pre)
         The shared weights of every layer in units of the neuron's spike cost (dimensionless);
         ``w = weights[l] * spike_cost`` volts in Brian2. Edit in place inside a batch callback and
         return True from it to have them written into the simulation.
     lateral : list of GradedLateralCircuit
         One per weight layer (empty without a LateralSpec).
-    transfer : TransferCurve
-        The hidden neurons' rate map the credit assignment should use (`sim.transfer.transfer_for`):
-        the analytic integrate-and-fire map for `lif` with undelayed `Delta` synapses, otherwise
-        measured once here for the neuron + synapse model, before any Brian2 object of the network
-        exists (a model that cannot carry a rate code fails with a `TransferError` before any
-        training). Without hidden layers: the output's.
     transfers : list of TransferCurve
-        One per non-input population (hidden layers first, output last), each for the synapse model
-        of the weight layer that feeds it.
+        One rate map per non-input population (hidden layers first, output last), each for the neuron
+        model with the synapse model of the weight layer that feeds it (`sim.transfer.transfer_for`):
+        the analytic integrate-and-fire map for `lif` with undelayed `Delta` synapses, otherwise
+        measured once here, before any Brian2 object of the network exists (a model that cannot carry
+        a rate code fails with a `TransferError` before any training). The credit assignment uses
+        the hidden layers' ``transfers[:-1]``.
+    transfer : TransferCurve
+        ``transfers[0]``: the first hidden layer's map (the output's without hidden layers).
     models : list of NeuronModel
         What each non-input population simulates: the neuron model with the kinetics of the synapses
         it receives (`models.synapses.compose`; the neuron model itself for `Delta`).
     period : Quantity
         Time from one presentation's start to the next: ``isi + presentation``.
+    max_run_samples : int
+        Most presentations in one Brian2 run (`sim.resources.samples_per_run`, a whole number of
+        batches); `present` splits longer calls into consecutive runs. Lower it to bound memory further.
     net : brian2.Network
         The explicit network holding every object.
+    state_monitors : dict of str to brian2.StateMonitor
+        One per recorded population, named ``state_<population>`` (empty without ``record_states``).
+    state_neurons : dict of str to tuple of int
+        Recorded neuron indices of each recorded population.
+    state_units : dict of str to dict of str to str
+        SI unit of each recorded variable, e.g. ``{"hidden_1": {"v": "V"}}`` (``"1"``: dimensionless).
     """
 
     def __init__(self, spec: NetworkSpec, rng: np.random.Generator, lateral: LateralSpec | None = None,
-                 n_tasks: int = 1, record_spikes: bool = True):
+                 n_tasks: int = 1, record_spikes: bool = True, record_states: StateRecording | None = None,
+                 propagation: str = "auto"):
         # Validate before any Brian2 object exists (an unused object only earns a warning at exit).
+        if record_states is not None and not isinstance(record_states, StateRecording):
+            raise ValueError(f"record_states = {record_states!r}; expected a StateRecording or None")
+        state_plan = record_states.plan(spec) if record_states is not None else {}
         if lateral is not None:
             if len(lateral.first_task) != len(spec.weight_names):
                 raise ValueError(f"lateral specs name {len(lateral.first_task)} layers; the network has "
@@ -150,11 +201,6 @@ class SimNetwork:
                 raise ValueError(f"network.isi = {spec.isi} must be a whole number of lateral.dt = {lateral.dt} "
                                  "(the circuits' clock must keep its phase within every presentation)")
         n_layers = len(spec.hidden) + 1
-        hidden_synapses = {repr(spec.synapse_for(layer)) for layer in range(n_layers - 1)}
-        if len(hidden_synapses) > 1:
-            raise ValueError(f"network.synapse: the hidden layers receive different synapse models "
-                             f"({', '.join(sorted(hidden_synapses))}); the credit assignment uses one rate map "
-                             "for every hidden layer, so give them the same model")
         # Weight layer l feeds population l + 1, which simulates the neuron with that layer's synaptic kinetics.
         self.models = [compose(spec.neuron, spec.synapse_for(layer)) for layer in range(n_layers)]
         self.transfers = [transfer_for(spec.neuron, spec.dt, spec.n_steps, synapse=spec.synapse_for(layer))
@@ -167,11 +213,16 @@ class SimNetwork:
         self._isi_steps = spec.isi_steps
         self._period_steps = spec.period_steps
         self.period = spec.presentation if spec.isi_steps == 0 else spec.period_steps * spec.dt
+        # the most samples one Brian2 run holds (`present` splits longer calls; `sim.resources`)
+        self.max_run_samples = samples_per_run(spec, record_spikes)
         batch = spec.batch_size
         sizes = spec.layer_sizes
         names = spec.population_names
         model = spec.neuron
 
+        # Checked before any Brian2 object exists.
+        propagations = [choose_propagation(propagation, spec.synapse_for(layer), name)
+                        for layer, name in enumerate(spec.weight_names)]
         # Every object gets the spec's dt explicitly: nothing depends on Brian2's global defaultclock.
         self.groups = [SpikeGeneratorGroup(batch * sizes[0], np.array([], dtype=int), np.array([]) * second,
                                            dt=spec.dt, name=names[0])]
@@ -181,11 +232,20 @@ class SimNetwork:
                                            refractory=full.refractory if full.refractory is not None else False,
                                            namespace=dict(full.parameters)))
         self.synapses = []
+        self.propagators: list[SharedPropagation | None] = []
         self.weights = []
         self._weight_views = []
         for layer, name in enumerate(spec.weight_names):
             n_pre, n_post = sizes[layer], sizes[layer + 1]
             kinetics = spec.synapse_for(layer)
+            self.weights.append(rng.normal(0.0, spec.init_gain / np.sqrt(n_pre), size=(n_post, n_pre)))
+            if propagations[layer] == "shared":
+                shared = SharedPropagation(self.groups[layer], self.groups[layer + 1], batch, n_pre, n_post, kinetics,
+                                           model, dt=spec.dt, name=name)
+                self.synapses.append(shared.operation)
+                self.propagators.append(shared)
+                self._weight_views.append(None)
+                continue
             options = {"delay": kinetics.delay} if kinetics.delay is not None else {}
             namespace = kinetics.synapse_namespace(model)
             if namespace:
@@ -199,7 +259,7 @@ class SimNetwork:
             pre, post = block_diagonal_indices_by_pre(batch, n_pre, n_post)
             syn.connect(i=pre, j=post)
             self.synapses.append(syn)
-            self.weights.append(rng.normal(0.0, spec.init_gain / np.sqrt(n_pre), size=(n_post, n_pre)))
+            self.propagators.append(None)
             # a (batch, n_post, n_pre) view of the synaptic weights, whatever their order in memory
             self._weight_views.append(syn.variables["w"].get_value().reshape(batch, n_pre, n_post).transpose(0, 2, 1))
         self._spike_cost = float(model.spike_cost / volt)
@@ -231,7 +291,9 @@ class SimNetwork:
         # gcd(isi, presentation) so that both the end of a presentation and the end of the silence are met.
         boundary_dt = spec.presentation if spec.isi_steps == 0 else math.gcd(spec.isi_steps, spec.n_steps) * spec.dt
         self._batch_op = NetworkOperation(self._on_boundary, dt=boundary_dt, when="start", name="batch_boundary")
-        objects = [*self.groups, *self.synapses, *self.monitors.values(), self._batch_op]
+        self._build_state_monitors(record_states, state_plan)
+        objects = [*self.groups, *self.synapses, *self.monitors.values(), self._batch_op,
+                   *self.state_monitors.values()]
         for circuit in self.lateral:
             objects.extend(circuit.objects)
         self.net = Network(*objects, name="hlopsim_network")
@@ -239,12 +301,18 @@ class SimNetwork:
 
     # -- weights -----------------------------------------------------------------------------
     def push_weights(self) -> None:
-        """Write the shared weights (units of spike cost) into every copy's synapses (volt)."""
-        for weights, view in zip(self.weights, self._weight_views):
-            view[:] = (weights * self._spike_cost)[None]
+        """Write the shared weights (units of spike cost) into the simulation (volt): into each shared
+        propagation's one matrix, or into every copy's synapses of a Brian2 ``Synapses`` layer."""
+        for weights, view, shared in zip(self.weights, self._weight_views, self.propagators):
+            if shared is not None:
+                shared.set_weights(weights, self._spike_cost)
+            else:
+                view[:] = (weights * self._spike_cost)[None]
 
     def synapse_weights(self, layer: int) -> np.ndarray:
-        """The weights as Brian2 holds them, shape (batch, n_post, n_pre), in volt (a copy)."""
+        """The weights every copy simulates, shape (batch, n_post, n_pre), in volt (a copy)."""
+        if self.propagators[layer] is not None:
+            return self.propagators[layer].weights_per_copy()
         return self._weight_views[layer].copy()
 
     # -- lateral circuits ------------------------------------------------------------------------
@@ -255,7 +323,38 @@ class SimNetwork:
         self._lateral_on = on and bool(self.lateral)
 
     # -- running ---------------------------------------------------------------------------------
-    def present(self, spikes: SpikeTrains, on_batch: BatchCallback | None = None, progress=None) -> RunActivity:
+    def present(self, spikes: SpikeTrains, on_batch: BatchCallback | None = None, progress=None,
+                record_states: bool = False) -> RunActivity:
+        """Present every sample of ``spikes`` once, ``batch_size`` at a time.
+
+        One Brian2 run, or (more than `max_run_samples` samples) consecutive runs of that many
+        samples, each continuing the last one's state: the neurons are reset only where one run
+        would reset them, so the result is the same; the split bounds the memory a run holds
+        (input spikes, monitors). Arguments and result as `present_run`; ``on_batch`` sees sample
+        and batch numbers of the whole call; states are recorded in the first run only (they are the
+        call's first presentations).
+        """
+        n_samples, chunk = spikes.n_samples, self.max_run_samples
+        if n_samples <= chunk:
+            return self.present_run(spikes, on_batch, progress, record_states)
+        parts, firsts = [], range(0, n_samples, chunk)
+        bounds = np.searchsorted(spikes.sample, [*firsts, n_samples])   # spikes are sorted by sample
+        for index, first in enumerate(firsts):
+            lo, hi = bounds[index], bounds[index + 1]
+            part = SpikeTrains(sample=spikes.sample[lo:hi] - first, step=spikes.step[lo:hi],
+                               neuron=spikes.neuron[lo:hi], n_samples=min(chunk, n_samples - first),
+                               n_neurons=spikes.n_neurons, n_steps=spikes.n_steps)
+            parts.append(self.present_run(part, _shifted(on_batch, first, first // self.spec.batch_size), progress,
+                                          record_states and index == 0, continued=index > 0))
+        spikes_out = {name: tuple(np.concatenate([part.spikes[name][k] + (first if k == 0 else 0)
+                                                  for part, first in zip(parts, firsts)]) for k in range(3))
+                      for name in parts[0].spikes}
+        return RunActivity(counts=[np.concatenate(c) for c in zip(*(part.counts for part in parts))],
+                           scores=np.concatenate([part.scores for part in parts]), spikes=spikes_out,
+                           states=parts[0].states)
+
+    def present_run(self, spikes: SpikeTrains, on_batch: BatchCallback | None = None, progress=None,
+                    record_states: bool = False, continued: bool = False) -> RunActivity:
         """Present every sample of ``spikes`` once, ``batch_size`` at a time, in one Brian2 run.
 
         Parameters
@@ -267,6 +366,12 @@ class SimNetwork:
             place and return True to have them written back before the next batch.
         progress : tqdm or None
             Advanced by one per batch.
+        record_states : bool
+            Record the state variables of the network's `StateRecording` in the first
+            ``presentations`` samples of this run (`RunActivity.states`); ignored without one.
+        continued : bool
+            This run continues the previous one (`present` splitting a long call): its first step
+            does not reset the neurons unless ``spec.reset`` does.
 
         Returns
         -------
@@ -291,10 +396,11 @@ class SimNetwork:
 
         self._callback = on_batch
         self._progress = progress
-        self._run = {"start_step": start_step, "n_samples": n_samples, "batch": 0,
+        self._run = {"start_step": start_step, "n_samples": n_samples, "batch": 0, "continued": continued,
                      "counts": [np.zeros((n_batches * batch, g.N // batch), dtype=np.int64) for g in self.groups],
                      "scores": np.zeros((n_batches * batch, self.spec.output_size)),
-                     "last": [np.zeros(g.N, dtype=np.int64) for g in self.groups]}
+                     "last": [np.zeros(g.N, dtype=np.int64) for g in self.groups],
+                     "states": self._start_state_recording(record_states, n_samples)}
         # Ctrl-C inside the run. Brian2's own SIGINT handler turns it into Network.stop(): run() then
         # returns early as if it had finished, and the unfinished batch would be scored. Here Ctrl-C
         # stops the run at the end of the current time step (Brian2's state stays consistent) and then
@@ -334,7 +440,8 @@ class SimNetwork:
         self._callback = None
         run = self._run
         activity = RunActivity(counts=[c[:n_samples] for c in run["counts"]],
-                               scores=run["scores"][:n_samples], spikes=self._drain_monitors(start_step, n_samples))
+                               scores=run["scores"][:n_samples], spikes=self._drain_monitors(start_step, n_samples),
+                               states=run["states"] or {})
         if self.record_spikes:
             activity.spikes[self.groups[0].name] = (spikes.sample, spikes.step, spikes.neuron)
         return activity
@@ -370,13 +477,13 @@ class SimNetwork:
         if self._isi_steps == 0:
             if step > start:
                 self._finish_batch()
-            self._start_presentation(reset=self.spec.reset or step == start)
+            self._start_presentation(reset=self.spec.reset or (step == start and not self._run["continued"]))
             return
         phase = (step - start) % self._period_steps
         if phase == 0:
             if step > start:
                 self._finish_batch()
-            else:
+            elif not self._run["continued"]:
                 self._reset_neurons()
             if self._lateral_on:
                 for circuit in self.lateral:
@@ -405,6 +512,8 @@ class SimNetwork:
         if self._clip_scores:
             surplus = np.clip(surplus, -1.0, 1.0)
         run["scores"][rows] = run["counts"][-1][rows] + surplus
+        if run["states"] is not None:
+            self._keep_states(k)
         samples = np.arange(k * batch_size, (k + 1) * batch_size)
         samples[samples >= run["n_samples"]] = -1
         if self._lateral_on:
@@ -444,6 +553,69 @@ class SimNetwork:
     def reset_dynamics(self) -> None:
         """Public form of "reset dynamics, keep weights" (between runs it is done automatically)."""
         self._reset_dynamics()
+
+    # -- state recording --------------------------------------------------------------------------
+    def _build_state_monitors(self, recording: StateRecording | None, plan: dict) -> None:
+        """One Brian2 ``StateMonitor`` per recorded population, inactive until a run asks for it.
+
+        It records the chosen neurons of copies ``0 … min(presentations, batch_size) − 1`` (flat index
+        ``copy · n + neuron``) at every step, in the ``start`` slot after the batch boundary
+        (``order=1``): the value at the start of a step, after a presentation's reset. Brian2 fixes a
+        run's active objects when the run starts, so a monitor runs through a whole recorded run;
+        `_keep_states` empties it at every batch boundary, so it never holds more than one batch
+        period of the recorded copies.
+        """
+        self._state_recording = recording
+        self.state_monitors, self.state_neurons, self.state_units = {}, {}, {}
+        if recording is None:
+            return
+        copies = min(recording.presentations, self.spec.batch_size)
+        for group in self.groups[1:]:
+            if group.name not in plan:
+                continue
+            variables, neurons = plan[group.name]
+            n = group.N // self.spec.batch_size
+            record = (np.arange(copies)[:, None] * n + np.asarray(neurons)[None, :]).ravel()
+            monitor = StateMonitor(group, list(variables), record=record, dt=self.spec.dt, when="start", order=1,
+                                   name=f"state_{group.name}")
+            monitor.active = False
+            self.state_monitors[group.name] = monitor
+            self.state_neurons[group.name] = tuple(int(i) for i in neurons)
+            self.state_units[group.name] = {var: _unit_text(group.variables[var].dim) for var in variables}
+
+    def _start_state_recording(self, record: bool, n_samples: int):
+        """Switch the state monitors on for this run (or off) and allocate what it keeps."""
+        on = bool(record) and bool(self.state_monitors)
+        for monitor in self.state_monitors.values():
+            monitor.active = on
+            monitor.resize(0)
+        if not on:
+            return None
+        n_keep = min(self._state_recording.presentations, n_samples)
+        return {pop: {var: np.zeros((n_keep, len(self.state_neurons[pop]), self.n_steps))
+                      for var in monitor.record_variables}
+                for pop, monitor in self.state_monitors.items()}
+
+    def _keep_states(self, k: int) -> None:
+        """At the end of batch ``k``: keep the recorded presentation part of its chosen samples, then
+        empty the monitors (`StateMonitor.resize`), so memory stays one batch period at most."""
+        states = self._run["states"]
+        batch = self.spec.batch_size
+        for pop, monitor in self.state_monitors.items():
+            n_keep = next(iter(states[pop].values())).shape[0]
+            copies = min(self._state_recording.presentations, batch)
+            take = np.arange(k * batch, k * batch + copies)
+            use = take < n_keep
+            n_rec = len(self.state_neurons[pop])
+            for var, out in states[pop].items():
+                values = np.asarray(monitor.variables[var].get_value())
+                if values.shape[0] != self._period_steps:
+                    raise RuntimeError(f"state monitor {monitor.name} holds {values.shape[0]} steps at the end of batch "
+                                       f"{k}; expected {self._period_steps}")
+                if use.any():
+                    part = values[self._isi_steps:].reshape(self.n_steps, copies, n_rec)   # presentation part
+                    out[take[use]] = part.transpose(1, 2, 0)[use]
+            monitor.resize(0)
 
     # -- spike recording --------------------------------------------------------------------------
     def _new_monitor(self, group):
@@ -492,3 +664,9 @@ class SimNetwork:
             self.net.add(fresh)
             self.monitors[group.name] = fresh
         return spikes
+
+
+def _unit_text(dim) -> str:
+    """SI unit of a Brian2 dimension as text, e.g. ``"V"``, ``"V/s"``, ``"Hz"``; ``"1"`` if dimensionless."""
+    from brian2.units.fundamentalunits import DIMENSIONLESS
+    return "1" if dim is DIMENSIONLESS or dim == DIMENSIONLESS else str(get_unit(dim))

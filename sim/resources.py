@@ -1,6 +1,6 @@
 """How much memory a run will need, estimated from its settings before anything is built.
 
-Sizes such as ``network.batch_size = 1000000``, ``network.hidden = [100000]``, ``protocol.tasks =
+Sizes such as ``network.batch_size = 100000000``, ``network.hidden = [2000000]``, ``protocol.tasks =
 1000000``, ``lateral.consolidation_epochs = 100000000``, ``network.dt = "1e-6 ms"`` or
 ``network.presentation = "1e9 ms"`` are valid numbers but make a run allocate until the machine runs
 out of memory (or swaps for hours). `check_run_memory` estimates the peak from the settings alone and
@@ -8,17 +8,21 @@ refuses such a run with one line naming the estimate, the memory available and t
 
 The estimate is the sum of the largest allocations of a run (bytes):
 
-- network synapses: ``B · Σ_l n_{l−1} n_l`` synapses (``B`` = ``network.batch_size`` copies of every
-  weight layer) × `BYTES_PER_SYNAPSE` (Brian2's per-synapse arrays plus the index arrays of their
-  construction);
+- network synapses: ``n_{l−1} n_l`` weights × `BYTES_PER_SHARED_WEIGHT` for a layer propagated through
+  one shared matrix (undelayed `Delta`, `sim.propagation`), else ``B · n_{l−1} n_l`` Brian2 synapses
+  (``B`` = ``network.batch_size`` copies) × `BYTES_PER_SYNAPSE` (Brian2's per-synapse arrays plus the
+  index arrays of their construction);
+- network neurons: ``B · Σ_l n_l`` × `BYTES_PER_NEURON`;
 - lateral circuits: forward and feedback synapses, ``2 · C · n_{l−1} · K_l`` per layer, ``C`` the
   simulated copies (``lateral.copies``, the whole batch for ``lateral.projection = "neural"``) and
   ``K_l`` the subspace neurons grown over all tasks (capped at the layer's width);
 - the longest Brian2 run (a task's supervised epochs, its consolidation epochs, or a group of test
-  sets): input spikes (`BYTES_PER_INPUT_SPIKE`) and recorded spikes (`BYTES_PER_RECORDED_SPIKE`),
+  sets; longer ones are split into runs of `samples_per_run`): input spikes (`BYTES_PER_INPUT_SPIKE`) and recorded spikes (`BYTES_PER_RECORDED_SPIKE`),
   with ``S · n_steps · n · p`` spikes for ``S`` presentations of ``n`` neurons, ``p = ½ ·
   min(1, input_max_rate · dt)`` spikes per neuron and step, plus 8 bytes per count and sample;
-- the test input spikes of every task, drawn once and kept for the whole run;
+- the encoded input of a task's longest call (all its supervised or consolidation epochs, encoded before
+  the call is split into runs) and the test input spikes of every task, drawn once and kept for the
+  whole run, `BYTES_PER_ENCODED_SPIKE` each;
 - the encoder's dense temporaries: ``(n_steps + 1) · n_0 · 17`` bytes per sample of one encoding
   call (the regular encoder; the Poisson encoders work in chunks of at least one sample of
   ``n_steps · n_0 · 5`` bytes);
@@ -36,11 +40,19 @@ import os
 from dataclasses import dataclass
 
 __all__ = ["MemoryEstimate", "MemoryEstimateError", "available_memory", "check_run_memory",
-           "estimate_run_memory"]
+           "estimate_run_memory", "samples_per_run"]
 
 BYTES_PER_SYNAPSE = 60
 """Peak bytes per Brian2 synapse while a weight layer is built (measured ≈ 59 on the numpy target:
 weight, pre/post indices, in/out counts, and the int64 index arrays handed to ``connect``)."""
+BYTES_PER_SHARED_WEIGHT = 16
+"""Bytes per weight of a layer propagated through one shared matrix (`sim.propagation`, undelayed
+`Delta`): the float64 weights and the float64 increments the propagation adds."""
+BYTES_PER_NEURON = 96
+"""Bytes per simulated neuron (every copy): its state variables, refractoriness and spike space in
+Brian2, the monitors' counters and the per-batch count and rate arrays."""
+BYTES_PER_ENCODED_SPIKE = 24
+"""Bytes per encoded input spike (`data.encoders.SpikeTrains`: sample, step, neuron as int64)."""
 BYTES_PER_INPUT_SPIKE = 100
 """Bytes per input spike of one run: the encoded trains (3 × int64), their concatenation, the
 sorted flat index, step and order arrays handed to Brian2, and Brian2's own copy."""
@@ -49,6 +61,8 @@ BYTES_PER_RECORDED_SPIKE = 80
 headroom), the drained (sample, step, neuron) arrays and the recorder's sorted copy."""
 BASELINE_BYTES = 600 * 2**20
 """Python with Brian2, numba, scipy, h5py and the data set loaded."""
+RUN_BUDGET_BYTES = 2 * 2**30
+"""Estimated bytes of input and recorded spikes one Brian2 run may hold (`samples_per_run`)."""
 
 
 class MemoryEstimateError(ValueError):
@@ -84,7 +98,7 @@ def _gb(n_bytes: float) -> str:
 
 
 def estimate_run_memory(spec, lateral, *, n_tasks: int, n_train: int, n_test: int, epochs: int,
-                        consolidation_epochs: int = 0, encoder: str = "regular", record_spikes: bool = True,
+                        consolidation_epochs: int = 0, encoder: str = "random-phase", record_spikes: bool = True,
                         test_run_samples: int | None = None) -> MemoryEstimate:
     """Estimate the peak memory of a run from its settings (formulas in the module docstring).
 
@@ -115,11 +129,17 @@ def estimate_run_memory(spec, lateral, *, n_tasks: int, n_train: int, n_test: in
     sizes = [int(n) for n in spec.layer_sizes]
     batch, n_in, n_steps = int(spec.batch_size), sizes[0], int(spec.n_steps)
     p = 0.5 * min(1.0, float(spec.input_max_rate * spec.dt))   # spikes per neuron and step
-    neurons = sum(sizes)
     parts = []
 
-    synapses = batch * sum(a * b for a, b in zip(sizes, sizes[1:]))
-    parts.append(("network synapses", synapses * BYTES_PER_SYNAPSE, "network.batch_size or network.hidden"))
+    synapse_bytes = 0
+    for layer, (a, b) in enumerate(zip(sizes, sizes[1:])):
+        kinetics = spec.synapse_for(layer)
+        if type(kinetics).__name__ == "Delta" and kinetics.delay is None:   # one shared matrix (`sim.propagation`)
+            synapse_bytes += BYTES_PER_SHARED_WEIGHT * a * b
+        else:                                                                # Brian2 Synapses in every copy
+            synapse_bytes += BYTES_PER_SYNAPSE * batch * a * b
+    parts.append(("network synapses", synapse_bytes, "network.batch_size or network.hidden"))
+    parts.append(("network neurons", BYTES_PER_NEURON * batch * sum(sizes), "network.batch_size or network.hidden"))
 
     if lateral is not None:
         copies = batch if lateral.projection == "neural" else int(lateral.copies)
@@ -132,17 +152,17 @@ def estimate_run_memory(spec, lateral, *, n_tasks: int, n_train: int, n_test: in
 
     def run_bytes(samples: int) -> tuple[float, bool]:
         """Bytes of one run of ``samples`` presentations; whether recorded spikes dominate them."""
-        steps = float(samples) * n_steps
-        given = steps * n_in * p * BYTES_PER_INPUT_SPIKE
-        recorded = steps * (neurons - n_in) * p * BYTES_PER_RECORDED_SPIKE if record_spikes else 0.0
-        return given + recorded + 8.0 * samples * (neurons + 1), recorded > 4 * given
+        given, recorded, counts = _presentation_bytes(spec, record_spikes)
+        return samples * (given + recorded + counts), recorded > 4 * given
 
     limit = epochs * n_train if test_run_samples is None else test_run_samples
-    runs = [(run_bytes(epochs * n_train), "the largest training run (all epochs of a task)",
+    cap = samples_per_run(spec, record_spikes)    # `SimNetwork.present` splits longer runs
+    runs = [(run_bytes(min(cap, epochs * n_train)), "the largest training run (all epochs of a task)",
              "protocol.epochs or data.train_size"),
-            (run_bytes(consolidation_epochs * n_train), "the consolidation run of a task",
+            (run_bytes(min(cap, consolidation_epochs * n_train)), "the consolidation run of a task",
              "lateral.consolidation_epochs"),
-            (run_bytes(max(n_test, min(limit, n_tasks * n_test))), "the largest evaluation run", "data.test_size")]
+            (run_bytes(min(cap, max(n_test, min(limit, n_tasks * n_test)))), "the largest evaluation run",
+             "data.test_size")]
     (size, recorded_dominate), what, key = max(runs, key=lambda run: run[0][0])
     if n_steps > 10 ** 5:   # the number of steps per presentation is what is off
         key = "network.presentation or network.dt"
@@ -150,7 +170,13 @@ def estimate_run_memory(spec, lateral, *, n_tasks: int, n_train: int, n_test: in
         key += ", network.hidden, or set sim.record_spikes = false"
     parts.append((what, int(size), key))
 
-    test_spikes = float(n_tasks) * n_test * n_steps * n_in * p * 24
+    # A task's input is encoded for all its epochs before `SimNetwork.present` splits it into runs.
+    longest = max(epochs, consolidation_epochs) * float(n_train)
+    encoded = longest * (n_steps * n_in * p * BYTES_PER_ENCODED_SPIKE + 32)
+    key = "lateral.consolidation_epochs" if consolidation_epochs > epochs else "protocol.epochs or data.train_size"
+    parts.append(("the encoded input of a task's longest call", int(encoded), key))
+
+    test_spikes = float(n_tasks) * n_test * n_steps * n_in * p * BYTES_PER_ENCODED_SPIKE
     parts.append(("the test input spikes of every task", int(test_spikes), "protocol.tasks or data.test_size"))
 
     if encoder in ("poisson", "refractory-poisson"):   # chunked, at least one sample at a time
@@ -162,6 +188,29 @@ def estimate_run_memory(spec, lateral, *, n_tasks: int, n_train: int, n_test: in
     parts.append(("the tasks' data", int(float(n_tasks) * (n_train + n_test) * n_in * 8), "protocol.tasks"))
     parts.append(("the accuracy matrix", int(3 * 8 * float(n_tasks) ** 2), "protocol.tasks"))
     return MemoryEstimate(tuple(parts))
+
+
+def _presentation_bytes(spec, record_spikes: bool) -> tuple[float, float, float]:
+    """Bytes one presentation adds to a Brian2 run: its input spikes, its recorded spikes, its counts."""
+    sizes = [int(n) for n in spec.layer_sizes]
+    p = 0.5 * min(1.0, float(spec.input_max_rate * spec.dt))   # spikes per neuron and step
+    steps = float(spec.n_steps)
+    given = steps * sizes[0] * p * BYTES_PER_INPUT_SPIKE
+    recorded = steps * sum(sizes[1:]) * p * BYTES_PER_RECORDED_SPIKE if record_spikes else 0.0
+    return given, recorded, 8.0 * (sum(sizes) + 1)
+
+
+def samples_per_run(spec, record_spikes: bool, budget: int = RUN_BUDGET_BYTES) -> int:
+    """Most presentations one Brian2 run holds: a whole number of batches whose input and recorded
+    spikes are estimated at ``budget`` bytes or less (at least one batch).
+
+    `SimNetwork.present` splits a longer run (a task's epochs, its consolidation epochs) into runs of
+    this size, so a run's memory stays bounded whatever the number of epochs and samples; the split
+    changes nothing in what is simulated.
+    """
+    per_sample = sum(_presentation_bytes(spec, record_spikes))
+    batch = int(spec.batch_size)
+    return batch * max(1, int(budget // (per_sample * batch)))
 
 
 def _read_int(path: str) -> int | None:

@@ -131,4 +131,4 @@ def test_the_regular_encoder_is_unchanged(digits):
 def test_every_encoder_is_registered_in_the_loop_and_in_protocol_files():
     assert set(loop.ENCODERS) == set(protocol_config.ENCODERS) == {
         "regular", "poisson", "random-phase", "refractory-poisson", "latency"}
-    assert protocol_config.SCHEMA["data"]["encoder"] == "regular"            # the demo's default is kept
+    assert protocol_config.SCHEMA["data"]["encoder"] == "random-phase"   # flat input PSTH, five-seed results §16

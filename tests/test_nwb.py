@@ -33,6 +33,7 @@ def run_file(tmp_path_factory):
     with RunRecorder.create(path, attrs=attrs) as rec:
         for name, n, role in (("input", N_IN, "input"), ("hidden_1", N_HID, "hidden"), ("output", N_OUT, "output")):
             rec.add_population(name, n, "synthetic", role)
+        rec.add_state("hidden_1", "v", [0, 2], "V", N_STEPS)     # recorded states: a TimeSeries in the NWB file
         for task in range(N_TASKS):
             rec.write_task(task, f"task {task}", permutation=rng.permutation(N_IN))
             for stage_phase in ("train", "test"):
@@ -41,9 +42,11 @@ def run_file(tmp_path_factory):
                 for pop, n in (("input", N_IN), ("hidden_1", N_HID), ("output", N_OUT)):
                     seg, step, neuron = np.nonzero(rng.random((n_seg, N_STEPS, n)) < 0.1)
                     spikes[pop] = (seg, step, neuron)
+                states = {"hidden_1": {"v": (np.array([0, 1, 5]), rng.normal(0, 0.01, (3, 2, N_STEPS)))}} \
+                    if stage_phase == "test" else None
                 rec.append_block({"task": task, "stage": task, "epoch": 0 if stage_phase == "train" else -1,
                                   "phase": stage_phase, "trial": np.arange(n_seg), "label": np.arange(n_seg) % 3},
-                                 spikes, N_STEPS)
+                                 spikes, N_STEPS, states=states)
             rec.write_weights("w_1", task, rng.normal(size=(N_HID, N_IN)))
             rec.write_weights("w_2", task, rng.normal(size=(N_OUT, N_HID)))
             H = np.zeros((4, N_IN))
@@ -166,3 +169,14 @@ def test_streamed_slices_equal_one_sort(run_file):
                 parts = list(_population_time_chunks(run, pop, chunk))
                 assert all(p.size <= chunk for p in parts)
                 assert np.array_equal(np.concatenate(parts), expected)
+
+
+def test_recorded_states_become_one_time_series_inside_their_trials(run_file, nwb_file):
+    with open_run(run_file) as run, pynwb.NWBHDF5IO(str(nwb_file), "r") as io:
+        state = run.states("hidden_1", "v")
+        series = io.read().acquisition["state_hidden_1_v"]
+        assert series.unit == "V" and series.data.shape == (N_TASKS * 3 * N_STEPS, 2)
+        np.testing.assert_array_equal(series.data[:], state["values"].transpose(0, 2, 1).reshape(-1, 2))
+        seg = run.segments()
+        expected = (seg["start_step"][state["segment"]][:, None] + np.arange(N_STEPS)).ravel() * DT
+        np.testing.assert_array_equal(series.timestamps[:], expected)

@@ -173,13 +173,39 @@ def test_bad_synapse_settings_are_one_line_value_errors(make, message):
         make()
 
 
-def test_hidden_layers_with_different_synapses_are_refused_before_building():
-    spec = NetworkSpec(hidden=[4, 4], synapse=(ExpCurrent(), Delta(), Delta())).with_sizes(3, 2)
-    with pytest.raises(ValueError, match="hidden layers receive different synapse models"):
-        SimNetwork(spec, np.random.default_rng(0))
-    # one hidden layer: the output's synapses may differ
-    net = SimNetwork(NetworkSpec(hidden=[4], synapse=(ExpCurrent(), Delta())).with_sizes(3, 2), np.random.default_rng(0))
-    assert not net.transfer.is_ideal and net.transfers[1].is_ideal and net.models[1] is net.spec.neuron
+def test_each_hidden_layer_gets_the_rate_map_of_its_own_synapses():
+    neuron = lif(tau_m="100 ms", v_threshold="20 mV")
+    synapses = (ExpCurrent(tau_syn="5 ms"), Conductance(), Delta())
+    net = SimNetwork(NetworkSpec(hidden=[4, 4], neuron=neuron, synapse=synapses).with_sizes(3, 2),
+                     np.random.default_rng(0), record_spikes=False)
+    for layer, synapse in enumerate(synapses):
+        expected = transfer_for(neuron, 1 * ms, 40, synapse=synapse)
+        assert np.array_equal(net.transfers[layer].rate, expected.rate), synapse
+    assert not np.array_equal(net.transfers[0].rate, net.transfers[1].rate)
+    assert net.transfers[2].is_ideal and net.transfer is net.transfers[0]
+
+
+def test_the_credit_uses_each_hidden_layers_own_rate_map():
+    """Numpy twin of the backward pass with a different measured slope per hidden layer."""
+    from hlopsim.sim.learning import credit
+    neuron = lif(tau_m="100 ms", v_threshold="20 mV")
+    maps = [transfer_for(neuron, 1 * ms, 40, synapse=s) for s in (ExpCurrent(tau_syn="5 ms"), Conductance())]
+    rng = np.random.default_rng(1)
+    sizes = (6, 5, 4, 3)
+    weights = [rng.normal(0, 0.6, size=(sizes[i + 1], sizes[i])) for i in range(3)]
+    rates = [rng.uniform(0, 0.8, size=(8, n)) for n in sizes]
+    labels, valid = rng.integers(0, 3, size=8), np.ones(8, dtype=bool)
+    deltas, _ = credit(weights, rates, labels, valid, 10.0, transfer=maps)
+    top = (deltas[2] @ weights[2]) * maps[1].slope(rates[1] @ weights[1].T)
+    bottom = (top @ weights[1]) * maps[0].slope(rates[0] @ weights[0].T)
+    assert np.allclose(deltas[1], top, rtol=1e-12, atol=1e-15) and np.allclose(deltas[0], bottom, rtol=1e-12, atol=1e-15)
+    swapped, _ = credit(weights, rates, labels, valid, 10.0, transfer=maps[::-1])
+    assert not np.allclose(swapped[0], deltas[0])
+    one, _ = credit(weights, rates, labels, valid, 10.0, transfer=maps[0])
+    same, _ = credit(weights, rates, labels, valid, 10.0, transfer=[maps[0], maps[0]])
+    assert all(np.array_equal(a, b) for a, b in zip(one, same))
+    with pytest.raises(ValueError, match="3 rate maps given for 2 hidden layers"):
+        credit(weights, rates, labels, valid, 10.0, transfer=maps + maps[:1])
 
 
 # ------------------------------------------------------------------------------ measured transfer
@@ -222,6 +248,22 @@ def test_protocol_keys_build_the_synapse_model_and_default_to_delta():
         Experiment.from_config(apply_overrides(base, ['network.synapse="alpha"']))
     with pytest.raises(ConfigError, match="starting potential"):
         Experiment.from_config(apply_overrides(base, ['network.synapse="conductance"', 'network.E_i="5 mV"']))
+
+
+def test_protocol_files_give_one_synapse_model_per_layer():
+    base = apply_overrides(load_protocol("split-digits"), ["network.hidden=[16, 16]"])
+    config = apply_overrides(base, ['network.synapse=["exp_current", "conductance", "delta"]',
+                                    'network.tau_syn="3 ms"', 'network.delay=["1 ms", "0 ms", "2 ms"]'])
+    assert Experiment.from_config(config).network.synapse == (
+        ExpCurrent(tau_syn="3 ms", delay="1 ms"), Conductance(), Delta(delay="2 ms"))
+    config = apply_overrides(base, ['network.synapse="exp_current"', 'network.tau_syn=["3 ms", "4 ms", "5 ms"]'])
+    assert Experiment.from_config(config).network.synapse == tuple(ExpCurrent(tau_syn=t) for t in ("3 ms", "4 ms", "5 ms"))
+    with pytest.raises(ConfigError, match=r'network.synapse = \["delta", "delta"\] names 2 layers; the network has 3'):
+        Experiment.from_config(apply_overrides(base, ['network.synapse=["delta", "delta"]']))
+    with pytest.raises(ConfigError, match="network.synapse = 'alpha' is unknown"):
+        Experiment.from_config(apply_overrides(base, ['network.synapse=["delta", "alpha", "delta"]']))
+    with pytest.raises(ConfigError, match="or a list of one per weight layer"):
+        apply_overrides(base, ["network.delay=[1, 2, 3]"])
 
 
 # ------------------------------------------------------------------------------ learning

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-BUNDLED = ("permuted-digits", "split-digits", "permuted-mnist-5k", "subspace-convergence")
+BUNDLED = ("permuted-digits", "permuted-digits-10", "split-digits", "permuted-mnist-5k", "split-mnist-5k", "subspace-convergence")
 ENCODERS = ("regular", "poisson", "random-phase", "refractory-poisson", "latency")
 SYNAPSES = ("delta", "exp_current", "conductance")
 BUILDERS = ("permuted", "split")
@@ -33,7 +33,7 @@ BASIS_SIZES = ("threshold", "lateral")
 #: Every section and key of a continual-learning protocol file, with its default value.
 SCHEMA: dict[str, dict] = {
     "protocol": {"name": "custom", "kind": "continual", "tasks": 5, "epochs": 3, "seed": 0},
-    "data": {"dataset": "digits", "test_size": 450, "split_seed": 0, "encoder": "regular", "train_size": 0},
+    "data": {"dataset": "digits", "test_size": 450, "split_seed": 0, "encoder": "random-phase", "train_size": 0},
     "tasks": {"builder": "permuted", "identity_first": True, "classes": [], "heads": "shared"},
     "network": {"hidden": [128], "dt": "1 ms", "presentation": "40 ms", "input_max_rate": "500 Hz",
                 "batch_size": 64, "init_gain": 1.5, "tau_m": "100 ms", "v_threshold": "20 mV",
@@ -45,11 +45,15 @@ SCHEMA: dict[str, dict] = {
     "lateral": {"first_task": [16, 32], "per_task": [10, 20], "hebbian_rate": ["16 Hz", "6 Hz"],
                 "spiking_hebbian_rate": ["4 Hz", "1.5 Hz"], "copies": 8, "dt": "5 ms", "window": "20 ms",
                 "consolidation_epochs": 6, "neuron": "graded", "decorrelate": False, "decorrelation_floor": 0.3,
-                "rate_scale": "200 Hz", "trace_tau": "200 ms", "projection": "closed-form"},
+                "rate_scale": "200 Hz", "trace_tau": "200 ms", "projection": "closed-form",
+                "growth": "fixed", "residual_threshold": 0.05, "protection": "full", "protection_scale": 100.0},
     "gpm": {"threshold": 0.97, "basis_sizes": "threshold"},
     "ewc": {"strength": 100.0, "decay": 1.0},
     "replay": {"per_class": 10},
     "sim": {"target": "cython", "record_spikes": True},
+    # state variables of a few neurons in a few presentations (`StateRecording`); no variables: none
+    "record": {"variables": [], "neurons": [0, 1, 2, 3, 4], "presentations": 3, "phases": ["test"], "stages": [],
+               "populations": []},
 }
 
 
@@ -118,6 +122,21 @@ def resolve(raw: dict, source: str = "configuration") -> dict:
     return config
 
 
+#: ``[network]`` keys that take one value for every weight layer or a list of one per weight layer.
+PER_LAYER_KEYS = ("synapse", "tau_syn", "tau_e", "tau_i", "E_e", "E_i", "delay")
+
+
+def _accepts(section: str, key: str, default, value) -> bool:
+    """Whether ``value`` may replace ``default`` (same kind; a per-layer key also takes a list of that kind)."""
+    if section == "network" and key in PER_LAYER_KEYS and isinstance(value, list):
+        return bool(value) and all(_same_kind(default, v) for v in value)
+    return _same_kind(default, value)
+
+
+def _per_layer_hint(section: str, key: str) -> str:
+    return " or a list of one per weight layer" if section == "network" and key in PER_LAYER_KEYS else ""
+
+
 def _same_kind(old, new) -> bool:
     if isinstance(old, bool) or isinstance(new, bool):
         return isinstance(old, bool) and isinstance(new, bool)
@@ -129,9 +148,9 @@ def _same_kind(old, new) -> bool:
 
 
 def _checked_value(section: str, key: str, value, default, source: str):
-    if not _same_kind(default, value):
+    if not _accepts(section, key, default, value):
         raise ConfigError(f"{source}: {section}.{key} = {json.dumps(value, default=str)}: expected a value like "
-                          f"{json.dumps(default)}")
+                          f"{json.dumps(default)}{_per_layer_hint(section, key)}")
     return float(value) if isinstance(default, float) else value
 
 
@@ -157,8 +176,11 @@ def apply_overrides(config: dict, overrides: list[str]) -> dict:
                            if (s, k) not in (("protocol", "name"), ("protocol", "kind")))
             raise ConfigError(f"--set: unknown key {key.strip()!r}; known keys: {', '.join(known)}")
         old, new = config[section][name], _parse_value(text.strip())
-        if not _same_kind(old, new):
-            raise ConfigError(f"--set {key.strip()}={text.strip()!r}: expected a value like {json.dumps(old)}")
+        if section == "network" and name in PER_LAYER_KEYS and config["protocol"].get("kind") != "subspace-convergence":
+            old = SCHEMA[section][name]          # one value or one per layer, whatever the file gave
+        if not _accepts(section, name, old, new):
+            raise ConfigError(f"--set {key.strip()}={text.strip()!r}: expected a value like {json.dumps(old)}"
+                              f"{_per_layer_hint(section, name)}")
         config[section][name] = float(new) if isinstance(old, float) else new
     return config
 
@@ -206,6 +228,8 @@ class Experiment:
     target : str
         Brian2 code generation target.
     record_spikes : bool
+    record_states : StateRecording or None
+        ``[record]``: state variables to record (None when ``record.variables`` is empty).
     config : dict
         The resolved configuration it was built from (stored in run files).
     """
@@ -222,6 +246,7 @@ class Experiment:
     target: str
     record_spikes: bool
     config: dict
+    record_states: object = None
 
     @classmethod
     def from_config(cls, config: dict) -> "Experiment":
@@ -244,7 +269,9 @@ class Experiment:
                 raise ConfigError(f"learning.{key} = {learn[key]} must be a finite positive number")
         _one_of("sim.target", sim["target"], TARGETS)
         _one_of("data.encoder", data["encoder"], ENCODERS)
-        _one_of("network.synapse", config["network"]["synapse"], SYNAPSES)
+        synapses = config["network"]["synapse"]
+        for kind in synapses if isinstance(synapses, list) else [synapses]:
+            _one_of("network.synapse", kind, SYNAPSES)
         _one_of("tasks.builder", tasks["builder"], BUILDERS)
         _one_of("tasks.heads", tasks["heads"], HEADS)
         _one_of("neuron.model", config["neuron"]["model"], NEURONS)
@@ -290,7 +317,8 @@ class Experiment:
                    tasks=TaskSettings(tasks["builder"], tasks["identity_first"],
                                       tuple(tuple(g) for g in classes), tasks["heads"]),
                    network=network, lr=float(learn["lr"]), logit_scale=float(learn["logit_scale"]),
-                   target=sim["target"], record_spikes=sim["record_spikes"], config=config)
+                   target=sim["target"], record_spikes=sim["record_spikes"], config=config,
+                   record_states=_record_states(config["record"]))
 
     def method(self, name: str):
         """A fresh method object by name, with this protocol's settings."""
@@ -374,6 +402,25 @@ class Experiment:
             raise ConfigError(f"tasks: {err}") from None
 
 
+def _record_states(section: dict):
+    """``[record]`` as a `StateRecording`, or None when ``variables`` is empty (nothing recorded).
+
+    ``stages`` and ``populations`` empty mean every stage and every hidden and output population.
+    Variable names, populations and neuron indices are checked against the network when it is built
+    (`StateRecording.plan`, before any file is written).
+    """
+    from hlopsim.models.recording import StateRecording
+    if not section["variables"]:
+        return None
+    try:
+        return StateRecording(variables=tuple(section["variables"]), neurons=tuple(section["neurons"]),
+                              presentations=section["presentations"], phases=tuple(section["phases"]),
+                              stages=tuple(section["stages"]) or None,
+                              populations=tuple(section["populations"]) or None)
+    except ValueError as err:
+        raise ConfigError(str(err).replace("StateRecording: ", "record.", 1)) from None
+
+
 def _one_of(key: str, value, allowed) -> None:
     if value not in allowed:
         raise ConfigError(f"{key} = {value!r} is unknown; expected one of {', '.join(map(repr, allowed))}")
@@ -391,12 +438,13 @@ def _consolidation(section: dict) -> int:
 
 
 def _with_kinetics(network, section: dict, encoder: str):
-    """``network`` with the ``[network]`` section's synapse model, ISI, reset and input dead time.
+    """``network`` with the ``[network]`` section's synapse models, ISI, reset and input dead time.
 
-    ``synapse`` picks the model (`hlopsim.models.synapses`) for every weight layer: ``"delta"`` takes
-    ``delay``; ``"exp_current"`` also ``tau_syn``; ``"conductance"`` also ``tau_e``, ``tau_i``, ``E_e``,
-    ``E_i``. The other models' keys are ignored. ``"refractory-poisson"`` input needs
-    ``input_max_rate · input_dead_time ≤ 1``.
+    ``synapse`` picks the model (`hlopsim.models.synapses`): ``"delta"`` takes ``delay``;
+    ``"exp_current"`` also ``tau_syn``; ``"conductance"`` also ``tau_e``, ``tau_i``, ``E_e``, ``E_i``;
+    the other models' keys are ignored. Each of these keys is one value for every weight layer or a
+    list of one per weight layer (input → first hidden layer first), e.g. ``synapse = ["conductance",
+    "conductance", "delta"]``. ``"refractory-poisson"`` input needs ``input_max_rate · input_dead_time ≤ 1``.
     """
     from dataclasses import replace
 
@@ -404,15 +452,27 @@ def _with_kinetics(network, section: dict, encoder: str):
 
     from hlopsim.models.quantities import parse_quantity
     from hlopsim.models.synapses import compose, synapse_model
-    kind = section["synapse"]
-    parameters = {"delay": section["delay"]}
-    if kind == "exp_current":
-        parameters["tau_syn"] = section["tau_syn"]
-    elif kind == "conductance":
-        parameters.update({key: section[key] for key in ("tau_e", "tau_i", "E_e", "E_i")})
-    network = replace(network, synapse=synapse_model(kind, **parameters), isi=section["isi"], reset=section["reset"],
+    n_layers = len(network.hidden) + 1
+    lists = {key: section[key] for key in PER_LAYER_KEYS if isinstance(section[key], list)}
+    for key, values in lists.items():
+        if len(values) != n_layers:
+            raise ConfigError(f"network.{key} = {json.dumps(values)} names {len(values)} layers; the network has "
+                              f"{n_layers} weight layers (give one value, or one per weight layer)")
+
+    def layer_value(key, layer):
+        return section[key][layer] if key in lists else section[key]
+
+    models = []
+    for layer in range(n_layers):
+        kind = layer_value("synapse", layer)
+        keys = {"delta": ("delay",), "exp_current": ("delay", "tau_syn"),
+                "conductance": ("delay", "tau_e", "tau_i", "E_e", "E_i")}[kind]
+        models.append(synapse_model(kind, **{key: layer_value(key, layer) for key in keys}))
+    synapse = models[0] if not lists else tuple(models)
+    network = replace(network, synapse=synapse, isi=section["isi"], reset=section["reset"],
                       input_dead_time=section["input_dead_time"])
-    compose(network.neuron, network.synapse)   # a neuron the synapse cannot drive fails here, not at build time
+    for model in models:   # a neuron a synapse cannot drive fails here, not at build time
+        compose(network.neuron, model)
     if encoder == "refractory-poisson":
         rate = parse_quantity(section["input_max_rate"], Hz, name="network.input_max_rate")
         dead = parse_quantity(section["input_dead_time"], ms, name="network.input_dead_time")

@@ -255,9 +255,9 @@ def _fingerprint(tasks, network, method, settings: dict) -> str:
 
 def run_tasks(tasks: Sequence, network=None, method="hlop", *, epochs: int = 3, seed: int = 0,
               out=None, overwrite: bool = False, lr: float = 0.1, logit_scale: float = 10.0,
-              encoder: str = "regular", record_spikes: bool = True, target: str | None = None,
+              encoder: str = "random-phase", record_spikes: bool = True, target: str | None = None,
               progress: bool = False, config: dict | None = None, name: str = "script",
-              test_run_samples: int | None = None) -> RunResult:
+              test_run_samples: int | None = None, record_states=None) -> RunResult:
     """Train ``tasks`` one after the other on a spiking network, evaluating every task after each.
 
     Parameters
@@ -285,8 +285,10 @@ def run_tasks(tasks: Sequence, network=None, method="hlop", *, epochs: int = 3, 
         Learning rate of the supervised update (weights in units of the spike cost).
     logit_scale : float
         Softmax logits = ``logit_scale`` × output spikes per step.
-    encoder : {"regular", "poisson", "random-phase", "refractory-poisson", "latency"}
+    encoder : {"random-phase", "regular", "poisson", "refractory-poisson", "latency"}
         How an input value becomes a spike train (``value × input_max_rate``; `hlopsim.data.encoders`).
+        Default ``"random-phase"``: evenly spaced spikes, each input neuron with its own random phase
+        (exact counts, no phase-locked population PSTH).
     record_spikes : bool
         Write every spike to the run file (otherwise counts, weights and accuracies only).
     target : {"cython", "numpy"}, optional
@@ -300,6 +302,11 @@ def run_tasks(tasks: Sequence, network=None, method="hlop", *, epochs: int = 3, 
     test_run_samples : int, optional
         Most test presentations per Brian2 run (default: a task's supervised run size); results do
         not depend on it.
+    record_states : StateRecording, optional
+        State variables (membrane potential, synaptic currents, conductances, adaptation) of chosen
+        neurons in the first presentations of the chosen phases' runs, written to ``/states`` of ``out``
+        (`hlopsim.StateRecording`; read back with `RunFile.states`). Needs ``out``. Spikes, weights and
+        accuracies are the same with and without it.
 
     Returns
     -------
@@ -315,9 +322,15 @@ def run_tasks(tasks: Sequence, network=None, method="hlop", *, epochs: int = 3, 
     from hlopsim.sim.runfile import (RunFileBusyError, RunFileError, RunRecorder, being_written, open_run,
                                      pending_path, read_checkpoint)
     from hlopsim.models.network import NetworkSpec
+    from hlopsim.models.recording import StateRecording
 
     started = time.perf_counter()
     check_tasks(tasks)
+    if record_states is not None:
+        if not isinstance(record_states, StateRecording):
+            raise ValueError(f"record_states = {record_states!r}; expected a StateRecording or None")
+        if out is None:
+            raise ValueError("record_states needs out (a run file): recorded states are written to it")
     if isinstance(method, str):
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
@@ -341,12 +354,21 @@ def run_tasks(tasks: Sequence, network=None, method="hlop", *, epochs: int = 3, 
         raise ValueError(f"the method's lateral circuits name {len(lateral.first_task)} layers (first_task "
                          f"{list(lateral.first_task)}); the network has {len(spec.weight_names)} weight layers")
     n_consolidation = method.consolidation_epochs if method.uses_lateral else 0
+    # Samples of each task's supervised run: the task's own, plus earlier tasks' rows for multitask and replay.
+    train_sizes = [sum(len(tasks[j].y_train) if rows is None else len(rows) for j, rows in method.training_rows(tasks, t))
+                   for t in range(n_tasks)]
+    # Test sets share a Brian2 run up to this many samples (a supervised run's size: test memory does
+    # not grow with the task count).
+    limit = epochs * len(tasks[0].y_train) if test_run_samples is None else test_run_samples
     # Settings that would exhaust the machine's memory are refused before anything is built.
-    check_run_memory(spec, lateral, n_tasks=n_tasks, n_train=max(len(t.y_train) for t in tasks),
+    check_run_memory(spec, lateral, n_tasks=n_tasks, n_train=max(train_sizes),
                      n_test=max(len(t.y_test) for t in tasks), epochs=int(epochs), consolidation_epochs=n_consolidation,
-                     encoder=encoder, record_spikes=record_spikes and out is not None, test_run_samples=test_run_samples)
+                     encoder=encoder, record_spikes=record_spikes and out is not None, test_run_samples=limit)
     settings = {"epochs": int(epochs), "seed": int(seed), "lr": float(lr), "logit_scale": float(logit_scale),
                 "encoder": encoder}
+    if record_states is not None:   # absent otherwise: fingerprints (and resumes) of runs without it are unchanged
+        settings["record_states"] = repr(record_states)
+        record_states.plan(spec)    # an unknown variable, population or neuron: one line, before anything is built
     fingerprint = _fingerprint(tasks, spec, method, settings)
 
     out = Path(out) if out is not None else None
@@ -408,7 +430,7 @@ def run_tasks(tasks: Sequence, network=None, method="hlop", *, epochs: int = 3, 
     seeds = np.random.SeedSequence(int(seed)).spawn(4)
     init_rng, order_rng, spike_rng = (np.random.default_rng(s) for s in seeds[1:])
     net = SimNetwork(spec, init_rng, lateral=lateral, n_tasks=n_tasks,
-                     record_spikes=record_spikes and out is not None)
+                     record_spikes=record_spikes and out is not None, record_states=record_states)
     rate_hz, dt_s, n_steps = float(spec.input_max_rate / Hz), float(spec.dt / second), spec.n_steps
 
     def encode(x):
@@ -426,9 +448,7 @@ def run_tasks(tasks: Sequence, network=None, method="hlop", *, epochs: int = 3, 
         return poisson_encode(x, rate_hz, dt_s, n_steps, spike_rng)
 
     # The test spikes are drawn once, so every evaluation sees exactly the same input. Consecutive
-    # test sets share one Brian2 run, as many as fit in `test_run_samples` (by default the size of a
-    # task's supervised run: test memory does not grow with the task count).
-    limit = epochs * len(tasks[0].y_train) if test_run_samples is None else test_run_samples
+    # test sets share one Brian2 run, as many as fit in `limit`.
     test_groups = group_test_sets([len(t.y_test) for t in tasks], limit=limit)
     test_spikes = [concat_spikes([encode(tasks[j].x_test) for j in group]) for group in test_groups]
 
@@ -447,6 +467,7 @@ def run_tasks(tasks: Sequence, network=None, method="hlop", *, epochs: int = 3, 
             weights[:] = stored
         for circuit, H, n_frozen in zip(net.lateral, saved["H"], checkpoint["lateral_frozen"]):
             circuit.restore(H, n_frozen, checkpoint["task"])
+        method.load_state(checkpoint.get("method_state"))   # e.g. HLOP's graded row importances
         net.push_weights()
     elif out is not None:
         stored = config if config is not None else {
@@ -462,6 +483,10 @@ def run_tasks(tasks: Sequence, network=None, method="hlop", *, epochs: int = 3, 
             # the neuron's equations with its synapses' terms (`models.synapses.compose`)
             model = "Poisson input (SpikeGeneratorGroup)" if role == "input" else net.models[index - 1].equations
             recorder.add_population(population, group.N // spec.batch_size, model, role)
+        for population, monitor in net.state_monitors.items():
+            for variable in monitor.record_variables:
+                recorder.add_state(population, variable, net.state_neurons[population],
+                                   net.state_units[population][variable], n_steps)
         for index, task in enumerate(tasks):
             arrays = {}
             if getattr(task, "permutation", None) is not None:
@@ -471,12 +496,20 @@ def run_tasks(tasks: Sequence, network=None, method="hlop", *, epochs: int = 3, 
             recorder.write_task(index, str(task.name), **arrays)
 
     losses = []
-    per_task_batches = (-(-epochs * len(tasks[0].y_train) // spec.batch_size)
-                        + -(-n_consolidation * len(tasks[0].y_train) // spec.batch_size)
-                        + sum(-(-spikes.n_samples // spec.batch_size) for spikes in test_spikes))
-    bar = tqdm(total=(n_tasks - first_task) * per_task_batches, desc=method.name, unit="batch",
-               disable=not progress, leave=False, miniters=1)
-    transfer = getattr(net, "transfer", None)
+    test_batches = sum(-(-spikes.n_samples // spec.batch_size) for spikes in test_spikes)
+    total_batches = sum(-(-epochs * train_sizes[t] // spec.batch_size)
+                        + -(-n_consolidation * len(tasks[t].y_train) // spec.batch_size) + test_batches
+                        for t in range(first_task, n_tasks)) + (test_batches if first_task == 0 else 0)
+    bar = tqdm(total=total_batches, desc=method.name, unit="batch", disable=not progress, leave=False, miniters=1)
+
+    def records(phase, stage):
+        return record_states is not None and record_states.records(phase, stage)
+
+    def states_of(activity):
+        """``append_block``'s states: the run's first samples are the block's first segments."""
+        return {pop: {var: (np.arange(len(values)), values) for var, values in variables.items()}
+                for pop, variables in activity.states.items()}
+    transfer = net.transfers[:-1]   # the hidden layers' rate maps, each for the synapses feeding it
     try:
         if first_task == 0:
             # Forward transfer's reference b: every task with the initial weights (not recorded as segments).
@@ -493,6 +526,7 @@ def run_tasks(tasks: Sequence, network=None, method="hlop", *, epochs: int = 3, 
             # tasks' rows too, each with its own label and head (a per-row output mask if heads differ).
             train = training_set(tasks, method.training_rows(tasks, index), heads, n_outputs)
             head = train.head
+            own_head = heads[index] is not None and sum(h is not None and h == heads[index] for h in heads) == 1
             # All epochs of a task form one Brian2 run (each run() has a fixed set-up cost).
             orders = [order_rng.permutation(len(train.y)) for _ in range(epochs)]
             order = np.concatenate(orders)
@@ -506,7 +540,12 @@ def run_tasks(tasks: Sequence, network=None, method="hlop", *, epochs: int = 3, 
                 rows = np.where(valid, batch.samples, 0)
                 deltas, loss = credit(net.weights, batch.rates, labels[rows], valid, logit_scale,
                                       transfer=transfer, head=head if masks is None else masks[rows])
-                apply_update(net.weights, deltas, batch.rates, method.projections(net), lr)
+                projections = method.projections(net)
+                if own_head:
+                    # A task's own head: its output rows compute no other task's outputs, so their
+                    # update is not projected (the shared hidden layers' updates are).
+                    projections[-1] = np.zeros((0, net.weights[-1].shape[1]))
+                apply_update(net.weights, deltas, batch.rates, projections, lr)
                 keep = valid & (epoch[rows] == epochs - 1)
                 method.observe(batch.rates, keep)
                 method.after_update(net, deltas, batch.rates, keep, lr)
@@ -514,30 +553,32 @@ def run_tasks(tasks: Sequence, network=None, method="hlop", *, epochs: int = 3, 
                 return True
 
             tick = time.perf_counter()
-            activity = net.present(spikes, on_batch=on_batch, progress=bar)
+            activity = net.present(spikes, on_batch=on_batch, progress=bar, record_states=records("train", index))
             train_seconds += time.perf_counter() - tick
             train_samples += len(order)
             if recorder is not None:
                 recorder.append_block({"task": train.task[order], "stage": index, "epoch": epoch, "phase": "train",
-                                       "trial": train.row[order], "label": labels}, activity.spikes, n_steps)
+                                       "trial": train.row[order], "label": labels}, activity.spikes, n_steps,
+                                      states=states_of(activity))
             if n_consolidation:
                 # Lateral plasticity only, on the task's final representation (weights fixed).
                 orders = [order_rng.permutation(len(y_train)) for _ in range(n_consolidation)]
                 order = np.concatenate(orders)
                 tick = time.perf_counter()
-                activity = net.present(concat_spikes([encode(x_train[o]) for o in orders]), progress=bar)
+                activity = net.present(concat_spikes([encode(x_train[o]) for o in orders]), progress=bar,
+                                       record_states=records("consolidate", index))
                 train_seconds += time.perf_counter() - tick
                 train_samples += len(order)
                 if recorder is not None:
                     recorder.append_block({"task": index, "stage": index,
                                            "epoch": epochs + np.repeat(np.arange(n_consolidation), len(y_train)),
                                            "phase": "consolidate", "trial": order, "label": y_train[order]},
-                                          activity.spikes, n_steps)
+                                          activity.spikes, n_steps, states=states_of(activity))
             method.end_task(net, index)
             net.set_lateral_learning(False)
 
             for group, spikes_group in zip(test_groups, test_spikes):
-                activity = net.present(spikes_group, progress=bar)
+                activity = net.present(spikes_group, progress=bar, record_states=records("test", index))
                 start = 0
                 for j in group:
                     y_test = np.asarray(tasks[j].y_test)
@@ -552,7 +593,7 @@ def run_tasks(tasks: Sequence, network=None, method="hlop", *, epochs: int = 3, 
                                            "stage": index, "epoch": -1, "phase": "test",
                                            "trial": np.concatenate([np.arange(len(tasks[j].y_test)) for j in group]),
                                            "label": np.concatenate([np.asarray(tasks[j].y_test) for j in group])},
-                                          activity.spikes, n_steps)
+                                          activity.spikes, n_steps, states=states_of(activity))
             if recorder is not None:
                 for layer, weights in zip(spec.weight_names, net.weights):
                     recorder.write_weights(layer, index, weights)
@@ -562,7 +603,7 @@ def run_tasks(tasks: Sequence, network=None, method="hlop", *, epochs: int = 3, 
                 recorder.write_checkpoint(
                     task=index, train_seconds=train_seconds, train_samples=train_samples,
                     rng={key: rng.bit_generator.state for key, rng in rngs.items()},
-                    lateral_frozen=[circuit.n_frozen for circuit in net.lateral])
+                    lateral_frozen=[circuit.n_frozen for circuit in net.lateral], method_state=method.state())
     except BaseException:
         if recorder is not None:
             recorder.close(complete=False)

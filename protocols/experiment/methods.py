@@ -44,6 +44,14 @@ class Finetune:
         """The method's settings as plain values (stored in run files; a resumed run must match)."""
         return {}
 
+    def state(self) -> dict:
+        """What a resumed run needs of the method besides the run file's weights and circuits (JSON
+        values, stored in the checkpoint after every task). Default: nothing."""
+        return {}
+
+    def load_state(self, state: dict | None) -> None:
+        """Take back, when a run is resumed, what `state` returned at the checkpoint."""
+
     def begin_task(self, net, task: int) -> None:
         """Prepare for training ``task``."""
 
@@ -99,6 +107,10 @@ class HLOP(Finetune):
 
     name = "hlop"
     uses_lateral = True
+    # Residual growth and graded protection (``lateral.growth``, ``lateral.protection``) measure every
+    # layer's presynaptic activity in the task's last training epoch: its second moment M = E[x xᵀ]
+    # decides the rows kept and their importance. Graded protection carries per-row state across tasks
+    # (``_rms``), which a resumed run takes from the checkpoint (`state`, `load_state`).
 
     def __init__(self, first_task=(16, 32), per_task=(10, 20), *, hebbian_rate=None, consolidation_epochs: int = 6,
                  lateral=None, **options):
@@ -119,13 +131,53 @@ class HLOP(Finetune):
         elif not isinstance(lateral, LateralSpec):
             raise ValueError(f"lateral = {lateral!r} must be a LateralSpec")
         self.lateral = lateral
+        self._graded = lateral.protection == "graded"
+        self._measure = self._graded or lateral.growth == "residual"
+        self._moments: list[np.ndarray] = []         # per layer: Σ x xᵀ over the task's last epoch
+        self._count = 0
+        self._rms: list[np.ndarray] | None = None    # per layer: r_i of every frozen row (graded protection)
+        self._projected: list[np.ndarray] = []       # per layer: √s_i · H_i of the frozen rows (graded protection)
 
     def settings(self) -> dict:
         return {"lateral": repr(self.lateral), "consolidation_epochs": self.consolidation_epochs}
 
+    def state(self) -> dict:
+        """What a resumed run needs besides ``H`` and the frozen counts (JSON values): the RMS ``r_i``
+        of every frozen row for graded protection, else nothing."""
+        return {"rms": [r.tolist() for r in self._rms]} if self._graded and self._rms is not None else {}
+
+    def load_state(self, state: dict | None) -> None:
+        """Take back what `state` returned (from a checkpoint)."""
+        if self._graded and state and "rms" in state:
+            self._rms = [np.asarray(r, dtype=np.float64) for r in state["rms"]]
+
     def begin_task(self, net, task: int) -> None:
+        if self._graded:
+            if self._rms is None:
+                if task > 0:
+                    raise ValueError(f"an hlop run with lateral.protection = 'graded' cannot continue at task {task}: "
+                                     "the checkpoint holds no row importances; start the run again")
+                self._rms = [np.zeros(0) for _ in net.lateral]
+            for circuit, rms in zip(net.lateral, self._rms):
+                if len(rms) != circuit.n_frozen:
+                    raise ValueError(f"{circuit.name}: {len(rms)} row importances stored for {circuit.n_frozen} "
+                                     "frozen rows (damaged checkpoint?)")
+            self._projected = [circuit.frozen_H * np.sqrt(row_importance(rms, self.lateral.protection_scale))[:, None]
+                               for circuit, rms in zip(net.lateral, self._rms)]
+        if self._measure:
+            self._moments = [np.zeros((circuit.n_inputs, circuit.n_inputs)) for circuit in net.lateral]
+            self._count = 0
         for circuit in net.lateral:
             circuit.grow(task)
+
+    def observe(self, rates, keep) -> None:
+        """Residual growth, graded protection: add ``x xᵀ`` of the last epoch's presynaptic rates."""
+        if not self._measure:
+            return
+        for moment, x in zip(self._moments, rates):
+            x = x[keep]
+            moment += x.T @ x
+        self._count += int(np.count_nonzero(keep))
 
     def end_task(self, net, task: int) -> None:
         from hlopsim.sim.row_measures import UNSETTLED_ROW_DEVIATION
@@ -139,7 +191,22 @@ class HLOP(Finetune):
                     f"{deviation:.2f} per row from orthonormal (a settled circuit: below 0.1); Oja's rule has "
                     f"not settled, probably oscillating near its stability bound: lower {circuit.rate_key} for "
                     f"this layer or lateral.copies", UnsettledCircuitWarning, stacklevel=2)
-            circuit.freeze()
+            if not self._measure:
+                circuit.freeze()
+        if not self._measure:
+            return
+        for layer, (circuit, moment) in enumerate(zip(net.lateral, self._moments)):
+            M = moment / max(self._count, 1)
+            rows, _ = principal_rows(circuit.H[circuit.n_frozen: circuit.n_grown], M, circuit.frozen_H)
+            if self.lateral.growth == "residual":
+                rows = rows[: kept_rows(circuit.frozen_H, rows, M, self.lateral.residual_threshold)]
+            circuit.freeze_rows(rows)
+            if self._graded:
+                H = circuit.frozen_H
+                rms = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", H, M, H), 0.0))
+                old = self._rms[layer]
+                self._rms[layer] = np.concatenate([np.maximum(old, rms[: len(old)]), rms[len(old):]])
+        self._moments, self._count = [], 0
 
     def snapshots(self, net) -> list[tuple[np.ndarray, np.ndarray]]:
         return [(circuit.H.copy(), np.arange(circuit.k_max) < circuit.n_frozen) for circuit in net.lateral]
@@ -147,8 +214,73 @@ class HLOP(Finetune):
     def projections(self, net) -> list[np.ndarray | NeuralResidual]:
         """Per layer the frozen rows, or (neural projection) the circuit's residual of the batch just presented."""
         from hlopsim.sim.learning import NeuralResidual
+        if self._graded:
+            return self._projected
         return [NeuralResidual(circuit.residual()) if circuit.neural_projection else circuit.frozen_H
                 for circuit in net.lateral]
+
+
+def principal_rows(rows: np.ndarray, M: np.ndarray, frozen: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """An orthonormal basis of the span of ``rows`` (k × n), orthogonal to the ``frozen`` rows
+    (orthonormal, K × n), on the principal axes of the activity of second moment ``M = E[x xᵀ]``
+    (n × n), strongest first.
+
+    ``R = rows − (rows frozenᵀ) frozen`` spans what the task's neurons add to the frozen ones; with
+    ``B`` the orthonormal basis of ``R``'s span (its right singular vectors, directions below 1e-8 of
+    the largest dropped) and ``B M Bᵀ = Q Λ Qᵀ``, returns ``Qᵀ B`` ordered by decreasing ``λ`` and the
+    ``λ`` (the mean ``y_i²`` of each row). Oja's subspace rule converges to orthonormal rows; this
+    snaps the learned rows to that fixed point without leaving the subspace they found, so that the
+    projection ``a − Hᵀ H a`` removes exactly what it protects, and chooses inside the subspace the
+    basis in which rows can be kept (residual growth) or scaled (graded protection).
+    """
+    rows = np.asarray(rows, dtype=np.float64)
+    if frozen is not None and len(frozen):
+        rows = rows - (rows @ frozen.T) @ frozen
+    if len(rows) == 0:
+        return rows.copy(), np.zeros(0)
+    _, sigma, vt = np.linalg.svd(rows, full_matrices=False)
+    basis = vt[sigma > sigma[0] * 1e-8] if sigma[0] > 0 else vt[:0]
+    variances, Q = np.linalg.eigh(basis @ M @ basis.T)
+    order = np.argsort(variances)[::-1]
+    return Q[:, order].T @ basis, variances[order]
+
+
+def residual_fraction(H: np.ndarray, M: np.ndarray) -> float:
+    """``E‖x − Hᵀ H x‖² / E‖x‖²`` for activity of second moment ``M``: the energy a circuit with rows
+    ``H`` leaves in its residual (``x̂ = Hᵀ H x`` as the circuit computes it, rows not assumed orthonormal).
+    0 for silent activity."""
+    total = float(np.trace(M))
+    if total <= 0.0:
+        return 0.0
+    P = np.eye(M.shape[0]) - H.T @ H
+    return float(np.trace(P @ M @ P.T)) / total
+
+
+def kept_rows(frozen: np.ndarray, rows: np.ndarray, M: np.ndarray, threshold: float) -> int:
+    """The fewest leading ``rows`` (a task's rows, strongest first) which, with the ``frozen`` ones, leave
+    at most ``threshold`` of the energy of activity ``M`` in the residual (`residual_fraction`); all of
+    them if none does (the layer has no more room)."""
+    for m in range(len(rows) + 1):
+        if residual_fraction(np.vstack([frozen, rows[:m]]), M) <= threshold:
+            return m
+    return len(rows)
+
+
+def row_importance(rms: np.ndarray, alpha: float) -> np.ndarray:
+    """Graded protection's scale of each frozen row, ``s_i = (α+1) r_i / (α r_i + r_max)`` ∈ [0, 1].
+
+    ``r_i`` is the RMS of the row's activity ``y_i = H_i x`` on the old tasks, ``r_max`` the largest:
+    the strongest row is fully protected (``s = 1``), a silent one not at all; ``α`` bends the curve
+    towards 1 (``α = 0``: ``s = r / r_max``). No rows, or all silent: all ``s = 1``.
+
+    >>> row_importance(np.array([2.0, 1.0, 0.0]), 1.0)
+    array([1.        , 0.66666667, 0.        ])
+    """
+    rms = np.asarray(rms, dtype=np.float64)
+    top = float(rms.max()) if len(rms) else 0.0
+    if top <= 0.0:
+        return np.ones_like(rms)
+    return (alpha + 1.0) * rms / (alpha * rms + top)
 
 
 class Multitask(Finetune):

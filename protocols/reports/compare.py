@@ -1,16 +1,20 @@
-"""``hlopsim compare FILE... [--json]``: ACC, BWT and forgetting of several run files, and their mean
-± standard deviation over the runs that differ only in the seed.
+"""``hlopsim compare FILE... [--json]``: ACC, BWT, forgetting, forward transfer and learning accuracy of
+several run files, and their mean ± standard deviation over the runs that differ only in the seed.
 
 One seed is not a result here: on permuted-digits, BWT moves between seeds of the same settings about
 as much as most settings change it (docs/results.md). So `compare` groups run files
 by protocol, method and every setting except ``protocol.seed``, and summarises each group over its
 complete runs:
 
-- per file: method, seed, tasks evaluated, ACC, BWT, forgetting (percentage points; metrics of
-  `protocols.metrics` on the filled part of the accuracy matrix) and training presentations per second;
+- per file: method, seed, tasks evaluated, ACC, BWT, forgetting, FWT (forward transfer against the
+  stored initial accuracy) and LA (mean learning accuracy, the mean of the diagonal ``R[j, j]``), all in
+  percentage points (metrics of `protocols.metrics` on the filled part of the accuracy matrix,
+  `protocols.reports.inspect.transfer_metrics`), and training presentations per second;
 - per group: the number of complete runs and their seeds, and mean ± sample standard deviation
-  (``ddof = 1``; none for a single run) of ACC, BWT and forgetting. Incomplete runs (interrupted,
-  see `RunFile.complete`) are listed but left out of the group statistics.
+  (``ddof = 1``; none for a single run) of every metric. Incomplete runs (interrupted,
+  see `RunFile.complete`) are listed but left out of the group statistics. A metric a file cannot
+  give (FWT of a file written before the initial accuracy was stored) is "n/a" (JSON null), and so
+  is its group's mean.
 
 Settings a file does not store (it was written before they existed) count as the bundled protocol's
 default. A group is named by its method and the settings in which it differs from the other groups of the
@@ -24,12 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-from hlopsim.protocols.reports.inspect import jsonable
+from hlopsim.protocols.reports.inspect import jsonable, transfer_metrics
 from hlopsim.sim.runfile import RunFile
 
 __all__ = ["compare", "compare_command", "format_text"]
 
-METRICS = ("ACC", "BWT", "forgetting")
+METRICS = ("ACC", "BWT", "forgetting", "FWT", "learning_accuracy")
 
 
 def _flat_settings(config: dict) -> dict[str, str]:
@@ -64,9 +68,11 @@ def _run_row(run: RunFile) -> dict:
     attrs = run.attrs
     seconds, samples = attrs.get("train_seconds"), attrs.get("train_samples")
     rate = float(samples) / float(seconds) if seconds and samples else math.nan
+    transfer = transfer_metrics(run)
+    values = {**summary, "FWT": transfer["FWT"], "learning_accuracy": transfer["learning_accuracy_mean"]}
     return {"file": str(run.path), "protocol": run.protocol, "method": run.method, "seed": run.seed,
             "complete": run.complete, "tasks_evaluated": int(summary["tasks_evaluated"]),
-            **{m: float(summary[m]) for m in METRICS}, "train_samples_per_s": rate}
+            **{m: float(values[m]) for m in METRICS}, "train_samples_per_s": rate}
 
 
 def _mean_sd(values: list[float]) -> tuple[float, float]:
@@ -88,11 +94,12 @@ def compare(paths) -> dict:
     -------
     dict
         ``runs``: one dict per file (``file``, ``protocol``, ``method``, ``seed``, ``complete``,
-        ``tasks_evaluated``, ``ACC``, ``BWT``, ``forgetting`` in percentage points,
-        ``train_samples_per_s``, ``group`` index); ``groups``: one dict per group (``name``,
-        ``method``, ``settings`` where the group differs from the others of its method, ``n`` complete runs,
-        ``seeds``, ``incomplete`` count, ``repeated_seeds``, and ``ACC``/``BWT``/``forgetting`` as
-        ``{"mean", "sd"}``), in order of first appearance.
+        ``tasks_evaluated``, ``ACC``, ``BWT``, ``forgetting``, ``FWT``, ``learning_accuracy`` (the mean
+        of ``R[j, j]``) in percentage points, NaN where undefined, ``train_samples_per_s``, ``group``
+        index); ``groups``: one dict per group (``name``, ``method``, ``settings`` where the group
+        differs from the others of its method, ``n`` complete runs, ``seeds``, ``incomplete`` count,
+        ``repeated_seeds``, and every metric of `METRICS` as ``{"mean", "sd"}``), in order of first
+        appearance.
 
     Raises
     ------
@@ -152,31 +159,38 @@ def compare(paths) -> dict:
 
 def _pm(stat: dict) -> str:
     if not math.isfinite(stat["mean"]):
-        return "–"
+        return "n/a"
     return f"{stat['mean']:.1f}" + (f" ± {stat['sd']:.1f}" if math.isfinite(stat["sd"]) else "")
 
 
 def _num(value: float, fmt: str = "{:.1f}") -> str:
-    return fmt.format(value) if math.isfinite(value) else "–"
+    return fmt.format(value) if math.isfinite(value) else "n/a"
 
 
 def format_text(result: dict) -> str:
-    """The per-file table, then the per-group table (mean ± sd over complete runs)."""
+    """The per-file table, then the per-group table (mean ± sd over complete runs).
+
+    FWT: forward transfer against the initial accuracy; LA: mean learning accuracy (mean of R[j, j]).
+    """
     lines = ["runs", f"  {'group':>5s} {'method':10s} {'seed':>5s} {'tasks':>5s} {'ACC':>6s} {'BWT':>6s} "
-                     f"{'forget':>6s} {'samples/s':>9s}  file"]
+                     f"{'forget':>6s} {'FWT':>6s} {'LA':>6s} {'samples/s':>9s}  file"]
     for row in result["runs"]:
         state = "" if row["complete"] else "  (incomplete: not in the group statistics)"
         lines.append(f"  {row['group']:5d} {str(row['method']):10s} {str(row['seed']):>5s} {row['tasks_evaluated']:5d} "
                      f"{_num(row['ACC']):>6s} {_num(row['BWT']):>6s} {_num(row['forgetting']):>6s} "
+                     f"{_num(row['FWT']):>6s} {_num(row['learning_accuracy']):>6s} "
                      f"{_num(row['train_samples_per_s'], '{:.0f}'):>9s}  {row['file']}{state}")
-    lines += ["", "groups (mean ± sd over complete runs; percentage points)",
-              f"  {'group':>5s} {'n':>3s} {'ACC':>11s} {'BWT':>11s} {'forgetting':>11s}  seeds / name"]
+    lines += ["", "groups (mean ± sd over complete runs; percentage points; FWT forward transfer, "
+                  "LA mean learning accuracy)",
+              f"  {'group':>5s} {'n':>3s} {'ACC':>11s} {'BWT':>11s} {'forgetting':>11s} {'FWT':>11s} {'LA':>11s}"
+              "  seeds / name"]
     for g, group in enumerate(result["groups"]):
         extra = f"; {group['incomplete']} incomplete" if group["incomplete"] else ""
         if group["repeated_seeds"]:
             extra += f"; seeds {group['repeated_seeds']} appear more than once"
         lines.append(f"  {g:5d} {group['n']:3d} {_pm(group['ACC']):>11s} {_pm(group['BWT']):>11s} "
-                     f"{_pm(group['forgetting']):>11s}  {group['seeds']} {group['name']}{extra}")
+                     f"{_pm(group['forgetting']):>11s} {_pm(group['FWT']):>11s} {_pm(group['learning_accuracy']):>11s}"
+                     f"  {group['seeds']} {group['name']}{extra}")
     return "\n".join(lines)
 
 

@@ -8,12 +8,14 @@ one-line message says what to install.
   ``population``, ``neuron``, ``_name``, ``spike_times`` in seconds, ``obs_intervals``), a trials
   table with one row per complete presentation (``start_time``, ``stop_time``, ``task``, ``stage``,
   ``epoch``, ``phase``, ``trial``, ``label``), a subject and session metadata, and the processing
-  module ``misc`` with the weights, lateral circuits, accuracy matrix and task stimuli.
+  module ``misc`` with the weights, lateral circuits, accuracy matrix and task stimuli; recorded state
+  variables (`StateRecording`) as one acquisition ``TimeSeries`` ``state_<population>_<variable>`` each.
   ``hlopsim export FILE --nwb OUT.nwb [--subject-id ...]`` calls it.
 - `to_neo_block` returns a `neo.Block` with one `neo.Segment` per (stage, phase) block of
   presentations, or with ``per="presentation"`` one per presentation (trial, times from its
-  start), each holding one `neo.SpikeTrain` per (population, neuron); ``block.groups`` holds one
-  `neo.Group` per unit across segments.
+  start), each holding one `neo.SpikeTrain` per (population, neuron) and one `neo.AnalogSignal` per
+  recorded state variable and population in the presentations that recorded it; ``block.groups``
+  holds one `neo.Group` per unit across segments.
 
 Unless trial-aligned, times are in seconds on the run file's *presentation clock* (presentations laid end to end,
 see `hlopsim.sim.runfile`), not on the wall clock of the simulation. Only complete presentations
@@ -400,7 +402,85 @@ def _nwb_file(run: RunFile, metadata: dict | None = None):
                                  "circuits after each task, the accuracy matrix, the task stimuli")
     for table in _network_tables(run):
         module.add(table)
+    for series in _state_series(run, pynwb):
+        nwbfile.add_acquisition(series)
     return nwbfile, {"units": n_units, "spikes": total, "trials": n_seg}
+
+
+def _state_series(run: RunFile, pynwb) -> list:
+    """One `pynwb.TimeSeries` per recorded (population, variable) of the run file (`RunFile.states`).
+
+    Data (time × recorded neurons) in the stored SI unit, the recorded presentations one after the
+    other; times on the presentation clock, each presentation's ``k · dt`` steps within its trial's
+    ``[start_time, stop_time)``. ``timestamps`` unless the samples are evenly spaced (then
+    ``starting_time`` and ``rate``).
+    """
+    seg = run.segments()
+    series = []
+    for pop, variables in run.state_variables().items():
+        for var in variables:
+            state = run.states(pop, var)
+            values, rows = state["values"], state["segment"]
+            if rows.size == 0:
+                continue
+            data = values.transpose(0, 2, 1).reshape(-1, values.shape[1])     # (presentation · step, neuron)
+            times = (seg["start_step"][rows].astype(np.int64)[:, None] + np.arange(values.shape[2])[None, :]) \
+                .ravel() * run.dt
+            timing = {"timestamps": times}
+            steps = np.diff(times)
+            if times.size > 1 and np.allclose(steps, run.dt, rtol=1e-9, atol=0):
+                timing = {"starting_time": float(times[0]), "rate": 1.0 / run.dt}
+            description = (f"state variable {var!r} of population {pop!r}, neurons {state['neuron'].tolist()} "
+                           f"(columns), in SI units, at the start of every step (dt = {run.dt:g} s) of "
+                           f"{rows.size} recorded presentations (run file segments = trials rows "
+                           f"{rows.tolist()}), times on the presentation clock")
+            series.append(pynwb.TimeSeries(name=f"state_{pop}_{var}", data=data,
+                                           unit=state["unit"] if state["unit"] != "1" else "n.a.",
+                                           description=description, comments=_state_comments(rows, state),
+                                           **timing))
+    return series
+
+
+def _state_comments(rows: np.ndarray, state: dict) -> str:
+    """Plain text, not JSON: neo's NWBIO reads JSON comments as its own block and segment names."""
+    return (f"recorded presentations: run file segments (trials rows) {', '.join(map(str, rows.tolist()))}; "
+            f"neurons {', '.join(map(str, state['neuron'].tolist()))}")
+
+
+def _pq_unit(pq, text: str):
+    """A quantities unit for the run file's SI unit text ("1": dimensionless)."""
+    if text in ("", "1"):
+        return pq.dimensionless
+    try:
+        return pq.Quantity(1.0, text).units
+    except (LookupError, ValueError, SyntaxError):
+        return pq.dimensionless
+
+
+def _neo_states(neo, pq, run: RunFile, pops, sel: np.ndarray, trial_aligned: bool) -> dict:
+    """`neo.AnalogSignal`s of the recorded states of segments ``sel``: segment → list of signals.
+
+    Each signal is one (population, variable, presentation): shape (n_steps, neurons), units from the
+    stored SI unit, sampling period dt, ``t_start`` 0 (``trial_aligned``) or the presentation's start
+    on the presentation clock; annotated ``population``, ``variable``, ``segment``; array annotation
+    ``neuron``.
+    """
+    out = {}
+    seg = run.segments()
+    recorded = run.state_variables()
+    period = run.dt * pq.s
+    for pop in pops:
+        for var in recorded.get(pop, []):
+            state = run.states(pop, var, sel)
+            units = _pq_unit(pq, state["unit"])
+            for values, s in zip(state["values"], state["segment"]):
+                t_start = 0.0 if trial_aligned else float(int(seg["start_step"][s]) * run.dt)
+                signal = neo.AnalogSignal(values.T, units=units, sampling_period=period, t_start=t_start * pq.s,
+                                          name=f"{pop} {var}", population=pop, variable=var, segment=int(s),
+                                          unit_text=state["unit"],
+                                          array_annotations={"neuron": state["neuron"].copy()})
+                out.setdefault(int(s), []).append(signal)
+    return out
 
 
 SIMULATION_SPECIES = "http://purl.obolibrary.org/obo/NCBITaxon_32630"
@@ -723,6 +803,12 @@ def to_neo_block(run_or_path, populations=None, phases=None, tasks=None, per: st
           (times, durations, labels like ``"task 1 trial 7"``) with array annotations
           ``segment`` (index in the run file), ``task``, ``epoch``, ``trial`` and ``label``.
 
+        Recorded state variables (`RunFile.states`): each presentation that recorded them adds to its
+        segment one `neo.AnalogSignal` per (population, variable), shape (n_steps, recorded neurons),
+        in the stored SI unit, ``sampling_period`` dt, ``t_start`` the presentation's start (``per="block"``,
+        presentation clock) or 0 (``per="presentation"``, aligned with the trial's spike times); named
+        like ``"hidden_1 v"``, annotated ``population``, ``variable``, ``segment``, array annotation ``neuron``.
+
     Raises
     ------
     MissingDependencyError
@@ -805,6 +891,8 @@ def to_neo_block(run_or_path, populations=None, phases=None, tasks=None, per: st
                                    "epoch": seg["epoch"][sel].astype(np.int64),
                                    "trial": seg["trial"][sel].astype(np.int64),
                                    "label": seg["label"][sel].astype(np.int64)}))
+            for signals in _neo_states(neo, pq, run, pops, sel, trial_aligned=False).values():
+                segment.analogsignals.extend(signals)
             block.segments.append(segment)
             for group, train in zip(groups, trains):
                 group.add(train)
@@ -830,6 +918,7 @@ def _neo_trials(neo, pq, run: RunFile, block, pops, kept: np.ndarray, when) -> N
     groups = _unit_groups(neo, run, pops)
     block.groups.extend(groups)
     per_pop = {pop: run.trial_spikes(pop, kept) for pop in pops}
+    states = _neo_states(neo, pq, run, pops, kept, trial_aligned=True)
     n_steps = (seg["stop_step"].astype(np.int64) - seg["start_step"].astype(np.int64))
     for index, s in enumerate(kept):
         info = {"segment": int(s), "task": int(seg["task"][s]), "stage": int(seg["stage"][s]),
@@ -851,6 +940,7 @@ def _neo_trials(neo, pq, run: RunFile, block, pops, kept: np.ndarray, when) -> N
                     t_stop=t_stop, sampling_rate=rate, name=f"{pop} {neuron}", population=pop, neuron=neuron,
                     **info))
         segment.spiketrains.extend(trains)
+        segment.analogsignals.extend(states.get(int(s), []))
         block.segments.append(segment)
         for group, train in zip(groups, trains):
             group.add(train)

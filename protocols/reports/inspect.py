@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 import math
 
+import h5py
 import numpy as np
 
 from hlopsim.sim.runfile import RunFile
 from hlopsim.sim.row_measures import UNSETTLED_ROW_DEVIATION
 
-__all__ = ["collect", "format_text", "inspect_command", "jsonable", "method_uses_lateral"]
+__all__ = ["collect", "format_text", "inspect_command", "jsonable", "lateral_spectra", "method_uses_lateral",
+           "transfer_metrics"]
 
 # Settings shown in the one-line configuration summary (all are in the JSON's full "config").
 SUMMARY_KEYS = (
@@ -58,6 +60,80 @@ def method_uses_lateral(method: str | None) -> bool | None:
     return None if found is None else bool(found.uses_lateral)
 
 
+def transfer_metrics(run: RunFile) -> dict:
+    """Forward transfer and learning accuracy of a run, from its accuracy matrix and initial accuracy.
+
+    With ``k`` the tasks evaluated so far (`protocols.metrics.filled_tasks`), on the filled block
+    ``R[:k, :k]`` (as ACC and BWT: as if the run had ended after task ``k - 1``):
+
+    - learning accuracy ``R[j, j]`` per task ``j < k`` and its mean (`protocols.metrics.learning_accuracy`);
+    - FWT ``= mean_{1 <= j < k} (R[j-1, j] - b[j])`` with ``b`` the stored ``/metrics/initial_accuracy``
+      (every task's accuracy with the initial weights; `protocols.metrics.forward_transfer`).
+
+    Reads ``/metrics/accuracy_matrix`` and ``/metrics/initial_accuracy`` (percent).
+
+    Returns
+    -------
+    dict
+        ``initial_accuracy`` (list of %, None for a file written before it was stored),
+        ``learning_accuracy`` (list of % per evaluated task), ``learning_accuracy_mean`` and ``FWT``
+        (percentage points; NaN when undefined: no task evaluated, fewer than two for FWT, or no
+        initial accuracy).
+
+    Raises
+    ------
+    RunFileError
+        If ``/metrics/initial_accuracy`` is not one number per task (damaged file).
+    """
+    from hlopsim.protocols.metrics import filled_tasks, forward_transfer, learning_accuracy
+
+    R = run.accuracy_matrix()
+    n = len(R)
+    b = None
+    stored = run.h5.get("metrics/initial_accuracy")
+    if stored is not None:
+        if not isinstance(stored, h5py.Dataset) or stored.dtype.kind not in "iuf" or stored.shape != (n,):
+            raise run.error(f"metrics/initial_accuracy has shape {getattr(stored, 'shape', None)}; expected one "
+                            f"accuracy per task ({n},) (damaged file?)")
+        b = np.asarray(stored[()], dtype=np.float64)
+    k = filled_tasks(R)
+    learned = learning_accuracy(R[:k, :k]) if k else np.zeros(0)
+    fwt = math.nan
+    if b is not None and k >= 2 and np.isfinite(b[1:k]).all():
+        fwt = forward_transfer(R[:k, :k], b[:k])
+    return {"initial_accuracy": None if b is None else b.tolist(), "learning_accuracy": learned.tolist(),
+            "learning_accuracy_mean": float(learned.mean()) if k else math.nan, "FWT": fwt}
+
+
+def lateral_spectra(run: RunFile) -> dict[str, list[dict]]:
+    """Fill and spectrum of every lateral circuit (or gpm basis) after every task.
+
+    For layer ``l`` after task ``t``, with ``H_f`` the frozen (protecting) rows of the stored
+    ``/lateral/<l>/H_after_task_<t>`` (``k`` rows of ``n`` inputs, mask ``frozen_after_task_<t>``):
+
+    - fill ``= k / n``: the fraction of the layer's input space the protected neurons span at most
+      (what is left for later tasks to learn in shrinks with it);
+    - spectrum: the eigenvalues of ``H_f H_fᵀ`` (``k × k``), ascending; all 1 for orthonormal rows
+      (Oja's fixed point), an eigenvalue far from 1 a direction the projection over- or under-removes.
+
+    Returns
+    -------
+    dict of str to list of dict
+        ``{layer: [{"task", "inputs" (n), "protected" (k), "fill", "spectrum" (list)}, ...]}``.
+    """
+    found = {}
+    for layer in run.lateral_layers:
+        rows = []
+        for task in run.lateral_tasks(layer):
+            H, frozen = run.lateral(layer, task)
+            kept = H[frozen]
+            spectrum = np.linalg.eigvalsh(kept @ kept.T) if len(kept) else np.zeros(0)
+            rows.append({"task": task, "inputs": int(H.shape[1]), "protected": int(len(kept)),
+                         "fill": len(kept) / H.shape[1] if H.shape[1] else math.nan, "spectrum": spectrum.tolist()})
+        found[layer] = rows
+    return found
+
+
 def collect(run: RunFile) -> dict:
     """Everything `inspect` reports, as a JSON-serialisable dict.
 
@@ -77,10 +153,15 @@ def collect(run: RunFile) -> dict:
         None), ``timing`` (s), ``populations`` (list: name, role, n_neurons, n_spikes,
         mean_rate_hz, rates_hz per task and phase), ``segments`` (count per task and phase),
         ``accuracy`` (matrix in %, None where not measured; ACC, BWT, forgetting in
-        percentage points; tasks_evaluated) and ``lateral`` (per layer, per task: allocated,
-        grown, frozen lateral neurons and the row deviation of each task's frozen rows,
-        `sim.row_measures.row_deviation`; ``method_uses_lateral`` says whether the method has
-        such a circuit at all).
+        percentage points; tasks_evaluated; FWT, learning_accuracy per evaluated task,
+        learning_accuracy_mean and initial_accuracy, see `transfer_metrics`; None where
+        undefined or, for a file written before the initial accuracy was stored, not measured),
+        ``states`` (recorded state variables: population, variable, unit, neurons, number of
+        presentations, their stages and phases; empty if none) and
+        ``lateral`` (per layer, per task: allocated, grown, frozen lateral neurons, the row
+        deviation of each task's frozen rows, `sim.row_measures.row_deviation`, and the layer's
+        inputs, protected rows, fill and spectrum of `lateral_spectra`; ``method_uses_lateral`` says
+        whether the method has such a circuit at all).
     """
     attrs = run.attrs
     config = run.config
@@ -129,7 +210,28 @@ def collect(run: RunFile) -> dict:
         "ACC": _finite_or_none(summary["ACC"]), "BWT": _finite_or_none(summary["BWT"]),
         "forgetting": _finite_or_none(summary["forgetting"]), "tasks_evaluated": int(summary["tasks_evaluated"]),
     }
-    lateral = [{"layer": layer, "tasks": sizes} for layer, sizes in run.lateral_sizes().items()]
+    transfer = transfer_metrics(run)
+    accuracy.update({"FWT": _finite_or_none(transfer["FWT"]),
+                     "learning_accuracy": [_finite_or_none(v) for v in transfer["learning_accuracy"]],
+                     "learning_accuracy_mean": _finite_or_none(transfer["learning_accuracy_mean"]),
+                     "initial_accuracy": None if transfer["initial_accuracy"] is None
+                     else [_finite_or_none(v) for v in transfer["initial_accuracy"]]})
+    spectra = lateral_spectra(run)
+    lateral = []
+    for layer, sizes in run.lateral_sizes().items():
+        by_task = {row["task"]: row for row in spectra[layer]}
+        lateral.append({"layer": layer, "tasks": [{**row, **{key: by_task[row["task"]][key] for key in
+                                                             ("inputs", "protected", "fill", "spectrum")}}
+                                                  for row in sizes]})
+    states = []   # recorded state variables: only the small index datasets are read
+    for pop, variables in run.state_variables().items():
+        for variable in variables:
+            found = run.states(pop, variable, values=False)
+            stages = sorted({int(s) for s in seg["stage"][found["segment"]]}) if n and len(found["segment"]) else []
+            phases = sorted({str(p) for p in seg["phase"][found["segment"]]}) if n and len(found["segment"]) else []
+            states.append({"population": pop, "variable": variable, "unit": found["unit"],
+                           "neurons": [int(i) for i in found["neuron"]], "presentations": int(len(found["segment"])),
+                           "stages": stages, "phases": phases})
     timing = {key: _finite_or_none(attrs[key]) for key in ("train_seconds", "total_seconds") if key in attrs}
     if "train_samples" in attrs:
         timing["train_samples"] = int(attrs["train_samples"])
@@ -151,6 +253,7 @@ def collect(run: RunFile) -> dict:
         "populations": populations,
         "segments": [{**group, "count": int(seg_per_group[g])} for g, group in enumerate(groups)],
         "accuracy": accuracy, "method_uses_lateral": method_uses_lateral(run.method), "lateral": lateral,
+        "states": states,
     }
 
 
@@ -212,6 +315,13 @@ def format_text(info: dict) -> str:
             parts.append(f"total {timing['total_seconds']:.1f} s")
         if parts:
             lines.append("  wall time  " + ", ".join(parts))
+    for state in info.get("states", []):
+        neurons = state["neurons"]
+        span = f"{neurons[0]}–{neurons[-1]}" if neurons == list(range(neurons[0], neurons[-1] + 1)) and len(neurons) > 1 \
+            else ", ".join(map(str, neurons))
+        lines.append(f"  states     {state['population']}.{state['variable']} ({state['unit']}): neurons {span}, "
+                     f"{state['presentations']} presentations ({', '.join(state['phases']) or 'none'}; "
+                     f"stages {', '.join(map(str, state['stages'])) or 'none'})")
 
     lines.append("")
     lines.append("populations")
@@ -244,7 +354,14 @@ def format_text(info: dict) -> str:
     if evaluated:
         partial = "" if evaluated == len(matrix) else f" (over the {evaluated} tasks evaluated so far)"
         lines.append(f"  ACC {_num(acc['ACC'])}  BWT {_num(acc['BWT'])}  forgetting {_num(acc['forgetting'])}"
+                     f"  FWT {_num(acc.get('FWT'))}  learning accuracy {_num(acc.get('learning_accuracy_mean'))}"
                      f"{partial}")
+        if acc.get("learning_accuracy"):
+            lines.append("  learning accuracy R[j, j] per task: "
+                         + "  ".join(_num(v) for v in acc["learning_accuracy"]))
+        initial = acc.get("initial_accuracy")
+        lines.append("  initial accuracy (before training, FWT's reference): "
+                     + ("n/a (not stored in this file)" if initial is None else "  ".join(_num(v) for v in initial)))
     else:
         lines.append("  no task evaluated yet")
 
@@ -279,6 +396,24 @@ def format_text(info: dict) -> str:
         if unsettled:
             lines.append(f"  ! not settled (> {UNSETTLED_ROW_DEVIATION}): {', '.join(unsettled)} — those tasks are "
                          "poorly protected; lower the layer's Hebbian rate")
+        # how much of each layer's input space is protected, and how orthonormal the protecting rows are
+        lines.append("  fill (protected rows / layer inputs) and eigenvalues of H Hᵀ over the protected rows "
+                     "(min / median / max; 1 if orthonormal)")
+        rows = [["layer"] + [f"task {t}" for t in all_tasks]]
+        for layer in info["lateral"]:
+            by_task = {row["task"]: row for row in layer["tasks"]}
+            cells = []
+            for t in all_tasks:
+                row = by_task.get(t)
+                if row is None or row.get("fill") is None:
+                    cells.append("-")
+                    continue
+                spectrum = row["spectrum"]
+                values = ("/".join(f"{v:.2f}" for v in (min(spectrum), float(np.median(spectrum)), max(spectrum)))
+                          if spectrum else "none")
+                cells.append(f"{100 * row['fill']:.0f}% {values}")
+            rows.append([layer["layer"]] + cells)
+        lines.extend(_table(rows))
     elif info.get("method_uses_lateral"):
         lines.append("lateral circuit: no snapshot yet (written at the end of each task)")
     else:

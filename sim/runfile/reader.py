@@ -81,7 +81,10 @@ def read_checkpoint(path) -> dict:
     Reads the root attributes ``format``, ``complete``, ``method`` and ``config`` and the
     ``state`` attribute of ``/checkpoint`` (JSON text, written by `RunRecorder.write_checkpoint`
     after every finished task). A gpm run is refused because its protected bases are not
-    stored in the checkpoint, so it could not continue where it stopped.
+    stored in the checkpoint, and an ewc run with a penalty (``strength`` > 0 in the stored
+    configuration's ``[ewc]``, or its ``method`` settings for a script run) because its Fisher
+    information and anchor weights are not: neither could continue where it stopped. Refusing
+    here, before the file is opened for writing, leaves it untouched.
 
     Parameters
     ----------
@@ -100,7 +103,8 @@ def read_checkpoint(path) -> dict:
     RunFileError
         One line naming the file: ``"... is not an hlopsim run file"``, ``"... is a complete run;
         nothing to resume"``, ``"... has no finished task to resume from; start the run again"``,
-        ``"... is a gpm run, which cannot be resumed ..."``, or the file is missing or damaged.
+        ``"... is a gpm run, which cannot be resumed ..."`` (or an ewc run), or the file is missing or
+        damaged.
     """
     name = repr(str(path))
     path = Path(path)
@@ -132,6 +136,12 @@ def read_checkpoint(path) -> dict:
             config = _parse_config(config)
         except ValueError as err:
             raise RunFileError(f"{name}: {err}") from None
+        if method == "ewc":
+            settings = config.get("ewc") if isinstance(config.get("ewc"), dict) else config.get("method")
+            strength = settings.get("strength") if isinstance(settings, dict) else None
+            if strength != 0:  # unknown counts as a penalty
+                raise RunFileError(f"{name} is an ewc run (strength {strength}), which cannot be resumed (its Fisher "
+                                   "information and anchor weights are not checkpointed); start it again")
         text = file[schema.CHECKPOINT_GROUP].attrs.get(schema.CHECKPOINT_STATE_ATTR)
         try:
             checkpoint = json.loads(_as_str(text)) if text is not None else None
@@ -996,6 +1006,79 @@ class RunFile:
         except ValueError as err:
             raise self.error(f"accuracy matrix: {err}") from None
         return {**metrics, "tasks_evaluated": k}
+
+    # ------------------------------------------------------------------ recorded state variables
+
+    def state_variables(self) -> dict[str, list[str]]:
+        """Recorded state variables per population, e.g. ``{"hidden_1": ["v", "I_syn"]}``; empty for
+        a run that recorded none (files written before state recording existed included)."""
+        group = self.h5.get(schema.STATES_GROUP)
+        if group is None:
+            return {}
+        if not isinstance(group, h5py.Group):
+            raise self.error(f"/{schema.STATES_GROUP} is a dataset; expected a group (damaged file?)")
+        return {pop: sorted(member) for pop, member in sorted(group.items(), key=lambda item: _natural_key(item[0]))
+                if isinstance(member, h5py.Group)}
+
+    def states(self, pop: str, variable: str, segments=None, values: bool = True) -> dict:
+        """Recorded values of one state variable, one array per recorded presentation.
+
+        Parameters
+        ----------
+        pop : str
+            Population name.
+        variable : str
+            Recorded variable, one of ``state_variables()[pop]``.
+        segments : array_like of int or bool, optional
+            Keep only the recorded presentations among these segments (indices or a mask over the
+            complete segments); default every recorded presentation of a complete segment.
+        values : bool
+            False: leave out ``values`` (reads only the small datasets; for summaries).
+
+        Returns
+        -------
+        dict
+            ``values``: float64 array (presentations, neurons, n_steps) in SI units, the variable at
+            the start of every step of each presentation (step 0: the state it starts from);
+            ``segment``: int64 row of `segments` of each presentation (increasing); ``neuron``: int64
+            recorded neuron indices; ``unit``: SI unit text (``"V"``, ``"V/s"``, ``"Hz"``, ``"1"``
+            dimensionless); ``times_s``: float64 (n_steps,), ``k · dt`` from the presentation start.
+            (The reader imports no Brian2; ``values * brian2.volt`` makes a Quantity of ``"V"``.)
+
+        Raises
+        ------
+        RunFileError
+            If the population or variable was not recorded (naming those that were), a segment is out
+            of range, or the datasets are damaged.
+        """
+        recorded = self.state_variables()
+        if pop not in recorded or variable not in recorded[pop]:
+            listed = "; ".join(f"{p}: {', '.join(v)}" for p, v in recorded.items()) or "none in this file"
+            raise self.error(f"state {variable!r} of population {pop!r} was not recorded; recorded: {listed}")
+        group = self.h5[schema.STATES_GROUP][pop][variable]
+        where = f"{schema.STATES_GROUP}/{pop}/{variable}"
+        if not all(isinstance(group.get(name), h5py.Dataset) for name in schema.STATE_DTYPES):
+            raise self.error(f"{where} lacks one of {', '.join(schema.STATE_DTYPES)} (damaged file?)")
+        values_ds, segment_ds, neuron_ds = (group[name] for name in ("values", "segment", "neuron"))
+        if values_ds.ndim != 3 or segment_ds.ndim != 1 or neuron_ds.ndim != 1 or \
+                values_ds.shape[1] != neuron_ds.shape[0] or segment_ds.dtype.kind not in "iu":
+            raise self.error(f"{where}: values {values_ds.shape}, segment {segment_ds.shape}, neuron "
+                             f"{neuron_ds.shape} do not fit together (damaged file?)")
+        segment = segment_ds[()].astype(np.int64)
+        if np.any(np.diff(segment) <= 0):
+            raise self.error(f"{where}/segment is not increasing (damaged file?)")
+        # rows of complete segments whose values were written (a killed run may leave either short)
+        n = min(int(np.searchsorted(segment, self.n_segments, side="left")), values_ds.shape[0])
+        rows = np.arange(n)
+        if segments is not None:
+            rows = rows[np.isin(segment[:n], self._segment_selection(segments))]
+        out = {"segment": segment[rows], "neuron": neuron_ds[()].astype(np.int64),
+               "unit": _as_str(group.attrs.get("unit", "")), "times_s": np.arange(values_ds.shape[2]) * self.dt}
+        if values:
+            data = values_ds[rows[0]:rows[-1] + 1][rows - rows[0]] if rows.size else \
+                np.empty((0, *values_ds.shape[1:]), dtype=np.float64)
+            out["values"] = np.asarray(data, dtype=np.float64)
+        return out
 
     # ------------------------------------------------------------------ snapshots
 

@@ -24,6 +24,12 @@ Layout::
                           forgetting, tasks_evaluated
     /checkpoint           attr state: JSON text of what a resumed run needs (written after
                           every finished task)
+    /states/<pop>/<var>/  only in runs that record state variables (`StateRecording`): attrs
+                          unit (SI, e.g. "V", "V/s", "Hz"; "1" dimensionless), n_steps
+        values            float64, (presentations, neurons, n_steps): the variable at the start
+                          of every step of each recorded presentation, in SI units
+        segment           uint64, one per recorded presentation: its row of /segments
+        neuron            uint32, the recorded neuron indices within the population
 
 A run started with ``overwrite`` is written as ``<file>.new`` (root attribute ``replaces`` names
 ``<file>``) and renamed over ``<file>`` once complete.
@@ -102,3 +108,11 @@ LATERAL_H_PREFIX = "H_after_task_"
 """``/lateral/<layer>/<LATERAL_H_PREFIX><task>``."""
 LATERAL_FROZEN_PREFIX = "frozen_after_task_"
 """``/lateral/<layer>/<LATERAL_FROZEN_PREFIX><task>``."""
+
+STATES_GROUP = "states"
+"""Group of recorded state variables, ``/states/<pop>/<var>``; created only when a run records states
+(files without it are read as recording none)."""
+STATE_DTYPES = {"values": np.float64, "segment": np.uint64, "neuron": np.uint32}
+"""Datasets of every ``/states/<pop>/<var>`` group with their dtypes."""
+STATE_ATTRS = ("unit", "n_steps")
+"""Attributes of every ``/states/<pop>/<var>`` group."""

@@ -272,6 +272,41 @@ class _Population:
             self.segment_end = _Appender.existing(group["segment_end"], n_segments)
 
 
+class _State:
+    """Datasets of one recorded state variable, ``/states/<pop>/<var>``.
+
+    ``values`` grows along its first axis by whole chunks of one presentation each, so appending a
+    block never rewrites a compressed chunk; ``segment`` is appended through an `_Appender`.
+    """
+
+    def __init__(self, group, n_neurons, n_steps, existing=None):
+        self.n_neurons, self.n_steps = n_neurons, n_steps
+        self.values = group["values"]
+        if existing is None:
+            self.segment = _Appender(group["segment"])
+        else:
+            self.segment = _Appender.existing(group["segment"], existing)
+            self.values.resize((existing, n_neurons, n_steps))
+
+    @classmethod
+    def create(cls, group, neurons, n_steps):
+        dtypes = schema.STATE_DTYPES
+        group.create_dataset("values", shape=(0, len(neurons), n_steps), maxshape=(None, len(neurons), n_steps),
+                             dtype=dtypes["values"], chunks=(1, len(neurons), n_steps), compression="lzf",
+                             shuffle=True, track_times=False)
+        _appendable(group, "segment", dtypes["segment"], SEGMENT_CHUNK)
+        _write_array(group, "neuron", np.asarray(neurons, dtype=dtypes["neuron"]))
+        return cls(group, len(neurons), n_steps)
+
+    def append(self, rows, values):
+        """Write ``values`` (presentations × neurons × steps) and then their segment rows."""
+        start = self.values.shape[0]
+        self.values.resize((start + len(rows), self.n_neurons, self.n_steps))
+        self.values[start:] = values
+        self.segment.append(rows)
+        self.segment.flush()
+
+
 class RunRecorder:
     """Writer of one run file; create it with `RunRecorder.create`.
 
@@ -295,6 +330,7 @@ class RunRecorder:
         self._clock = 0
         self._phase_names = list(schema.PHASE_NAMES)
         self._populations = {}
+        self._states, self._n_segments = {}, 0
         for name in schema.GROUPS:
             file.create_group(name)
         self._segments = {
@@ -449,6 +485,15 @@ class RunRecorder:
                                       existing=(int(checkpoint["n_spikes"][name]), n_segments))
                     for name, group in file["populations"].items()}
                 recorder._clock = int(file["segments/stop_step"][n_segments - 1]) if n_segments else 0
+                recorder._n_segments = n_segments
+                recorder._states = {}
+                for pop, group in file.get(schema.STATES_GROUP, {}).items():
+                    for var, member in group.items():
+                        # rows are in segment order: keep those of the checkpoint's segments
+                        kept = int(np.searchsorted(member["segment"][()], n_segments, side="left"))
+                        kept = min(kept, member["values"].shape[0])
+                        recorder._states[(pop, var)] = _State(member, member["values"].shape[1],
+                                                              member["values"].shape[2], existing=kept)
             except (KeyError, ValueError, TypeError, IndexError) as err:
                 detail = f"{err.args[0]!r} is missing" if isinstance(err, KeyError) and err.args else \
                     " ".join(str(err).split())
@@ -528,6 +573,51 @@ class RunRecorder:
         group.attrs.update(dict(zip(schema.POPULATION_ATTRS, (n_neurons, model, role))))
         self._populations[name] = _Population(group, n_neurons)
 
+    @_writes
+    def add_state(self, population, variable, neurons, unit, n_steps):
+        """Register a state variable whose values will be recorded (`append_block` ``states``).
+
+        Creates ``/states/<population>/<variable>`` (`schema`): an empty ``values`` dataset of
+        presentations × ``len(neurons)`` × ``n_steps`` (float64, SI units), ``segment`` and ``neuron``.
+
+        Parameters
+        ----------
+        population : str
+            A population added with `add_population`.
+        variable : str
+            Variable name (no ``/``), e.g. ``"v"``.
+        neurons : array_like of int
+            The recorded neuron indices within the population (distinct, in range).
+        unit : str
+            SI unit of the stored values, e.g. ``"V"``.
+        n_steps : int
+            Values per presentation.
+
+        Raises
+        ------
+        ValueError
+            If a value is invalid or the variable is already registered.
+        """
+        self._check_open()
+        _check_name(variable, "state variable name")
+        if population not in self._populations:
+            raise ValueError(f"state {variable!r}: population {population!r} is unknown; known: "
+                             f"{sorted(self._populations)}")
+        if (population, variable) in self._states:
+            raise ValueError(f"state {variable!r} of population {population!r} already exists")
+        if not isinstance(unit, str) or not unit:
+            raise ValueError(f"state {variable!r} of {population!r}: unit must be a non-empty str, got {unit!r}")
+        n_steps = _check_int(n_steps, "n_steps", minimum=1)
+        neurons = _integer_vector(neurons, f"state {variable!r} of {population!r} neurons")
+        if len(neurons) == 0 or len(np.unique(neurons)) != len(neurons):
+            raise ValueError(f"state {variable!r} of {population!r}: neurons must be distinct indices, at least one")
+        _check_range(neurons, 0, self._populations[population].n_neurons,
+                     f"state {variable!r} of {population!r} neurons")
+        group = self._file.require_group(schema.STATES_GROUP).require_group(population).create_group(variable)
+        group.attrs.update({"unit": unit, "n_steps": n_steps})
+        self._states[(population, variable)] = _State.create(group, neurons, n_steps)
+        self._file.flush()
+
     # -------------------------------------------------------------- recording
 
     @property
@@ -536,7 +626,7 @@ class RunRecorder:
         return self._clock
 
     @_writes
-    def append_block(self, segments, spikes, n_steps):
+    def append_block(self, segments, spikes, n_steps, states=None):
         """Append a block of presentations of ``n_steps`` steps each.
 
         The segments of the block are laid end to end after the ones
@@ -569,13 +659,20 @@ class RunRecorder:
             start of the segment. Populations left out had no spikes.
         n_steps : int
             Steps per presentation, at least 1.
+        states : dict, optional
+            ``states[pop][var] = (segment, values)`` for variables registered
+            with `add_state`: ``segment`` the block's segment index of each
+            recorded presentation (increasing), ``values`` a float array of
+            shape (len(segment), neurons, n_steps) in SI units. Written after
+            the block's segments, in the same flush.
 
         Raises
         ------
         ValueError
             If a column is missing, unknown, of the wrong type, length or
             range, a population is unknown, or a spike's segment,
-            local_step or neuron is out of range.
+            local_step or neuron is out of range, or a state is not
+            registered or of the wrong shape.
         """
         self._check_open(wait=False)
         n_steps = _check_int(n_steps, "n_steps", minimum=1)
@@ -594,21 +691,52 @@ class RunRecorder:
             )
         checked = {name: self._checked_spikes(name, spikes.get(name), n_seg, n_steps)
                    for name in self._populations}
+        checked_states = self._checked_states(states, n_seg)
         columns["start_step"] = starts
         columns["stop_step"] = starts + np.uint64(n_steps)
         self._clock += n_seg * n_steps
+        self._n_segments += n_seg
         # The phase list is this thread's state (the next block's codes build on it); the writer
         # only stores it.
         new_phase_names = None
         if phase_names != self._phase_names:
             self._phase_names = new_phase_names = phase_names
-        self._submit(self._write_block, columns, new_phase_names, checked, starts)
+        self._submit(self._write_block, columns, new_phase_names, checked, starts, checked_states)
 
-    def _write_block(self, columns, new_phase_names, checked, starts):
+    def _checked_states(self, states, n_seg):
+        """Validate a block's states; return ``[(_State, global segment rows, values)]``."""
+        if not states:
+            return []
+        if not isinstance(states, Mapping):
+            raise ValueError(f"states must be a dict of population -> variable -> (segment, values), "
+                             f"got {type(states).__name__}")
+        checked = []
+        for pop, variables in states.items():
+            for var, given in variables.items():
+                state = self._states.get((pop, var))
+                if state is None:
+                    raise ValueError(f"states given for {pop!r} {var!r}, not registered with add_state; registered: "
+                                     f"{sorted(self._states)}")
+                if len(given) != 2:
+                    raise ValueError(f"states[{pop!r}][{var!r}] must be (segment, values)")
+                segment = _integer_vector(given[0], f"states[{pop!r}][{var!r}] segment")
+                _check_range(segment, 0, n_seg, f"states[{pop!r}][{var!r}] segment (block has {n_seg} segments)")
+                if np.any(np.diff(segment) <= 0):
+                    raise ValueError(f"states[{pop!r}][{var!r}] segment must be increasing")
+                values = np.asarray(given[1], dtype=np.float64)
+                if values.shape != (len(segment), state.n_neurons, state.n_steps):
+                    raise ValueError(f"states[{pop!r}][{var!r}] values have shape {values.shape}; expected "
+                                     f"{(len(segment), state.n_neurons, state.n_steps)}")
+                rows = (self._n_segments + segment).astype(np.uint64)
+                checked.append((state, rows, values))
+        return checked
+
+    def _write_block(self, columns, new_phase_names, checked, starts, checked_states=()):
         """Sort and write one validated block, then flush (runs on the writer thread)."""
         n_seg = len(starts)
         n_spikes = sum(len(segment) for segment, _, _ in checked.values())
-        self._check_space(n_spikes * 12 + n_seg * (41 + 8 * len(checked)))
+        self._check_space(n_spikes * 12 + n_seg * (41 + 8 * len(checked))
+                          + sum(values.nbytes + 8 * len(rows) for _, rows, values in checked_states))
         # spikes first, so no segment row ever points past written spikes
         segment_ends = {}
         for name, (segment, local_step, neuron) in checked.items():
@@ -629,6 +757,8 @@ class RunRecorder:
         for name, appender in self._segments.items():
             appender.append(columns[name])
             appender.flush()
+        for state, rows, values in checked_states:   # after their segments: a state row never points past them
+            state.append(rows, values)
         self._file.flush()
 
     def _segment_columns(self, segments):
@@ -951,6 +1081,8 @@ class RunRecorder:
                 appender.flush()
         for appender in self._segments.values():
             appender.flush()
+        for state in self._states.values():
+            state.segment.flush()
         self._file.flush()
 
     @_uninterrupted
