@@ -67,3 +67,18 @@ def assert_same_run_files(a, b) -> None:
         other = second[name]
         assert value.dtype == other.dtype and value.shape == other.shape, f"{a}: dataset {name}"
         assert np.array_equal(value, other, equal_nan=value.dtype.kind == "f"), f"{a}: dataset {name} differs"
+
+
+def tiny_split_tasks(per_class=40, n_test=60, classes=((0, 1), (2, 3), (4, 5))):
+    """Split-digits tasks of two classes each, one head each, the first ``per_class`` training samples
+    of each class and the first ``n_test`` test samples (fast on the numpy target)."""
+    import numpy as np
+
+    import hlopsim as hs
+    out = []
+    for task in hs.split_tasks(hs.load_digits(), classes=[tuple(c) for c in classes], heads="per-task"):
+        keep = np.concatenate([np.flatnonzero(task.y_train == c)[:per_class] for c in np.unique(task.y_train)])
+        out.append(hs.make_task(task.name, task.x_train[keep], task.y_train[keep], task.x_test[:n_test],
+                                task.y_test[:n_test], head=task.head))
+    return out
+

@@ -5,24 +5,13 @@ import hashlib
 
 import numpy as np
 import pytest
-from cli_helpers import run_file_datasets
+from cli_helpers import run_file_datasets, tiny_split_tasks
 
 import hlopsim as hs
 from hlopsim.protocols.experiment.methods import EWC
 from hlopsim.sim.runfile import RunFileError, read_checkpoint
 
 NET = dict(hidden=[16], batch_size=16)
-
-
-def tiny_tasks(per_class=20):
-    """Three 2-class tasks of the digits, one head each, a few samples per class (fast with numpy)."""
-    tasks = hs.split_tasks(hs.load_digits(), classes=[(0, 1), (2, 3), (4, 5)], heads="per-task")
-    out = []
-    for task in tasks:
-        keep = np.concatenate([np.flatnonzero(task.y_train == c)[:per_class] for c in (0, 1)])
-        out.append(hs.make_task(task.name, task.x_train[keep], task.y_train[keep], task.x_test[:40],
-                                task.y_test[:40], head=task.head))
-    return out
 
 
 class EWCStoppedAtTask1(EWC):
@@ -36,8 +25,8 @@ class EWCStoppedAtTask1(EWC):
 
 def _interrupted(path, strength):
     with pytest.raises(KeyboardInterrupt):
-        hs.run_tasks(tiny_tasks(), hs.NetworkSpec(**NET), EWCStoppedAtTask1(strength=strength), epochs=1,
-                     target="numpy", out=path)
+        hs.run_tasks(tiny_split_tasks(20, 40), hs.NetworkSpec(**NET), EWCStoppedAtTask1(strength=strength),
+                     epochs=1, target="numpy", out=path)
     return path
 
 
@@ -47,16 +36,18 @@ def test_an_interrupted_ewc_run_is_refused_and_left_untouched(tmp_path):
         read_checkpoint(path)
     before = hashlib.sha256(path.read_bytes()).hexdigest()
     with pytest.raises(RunFileError, match="ewc run"):
-        hs.run_tasks(tiny_tasks(), hs.NetworkSpec(**NET), EWC(strength=5.0), epochs=1, target="numpy", out=path)
+        hs.run_tasks(tiny_split_tasks(20, 40), hs.NetworkSpec(**NET), EWC(strength=5.0), epochs=1, target="numpy",
+                     out=path)
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before
 
 
 def test_an_ewc_run_without_penalty_resumes_equal_to_an_uninterrupted_one(tmp_path):
-    full = hs.run_tasks(tiny_tasks(), hs.NetworkSpec(**NET), EWC(strength=0.0), epochs=1, target="numpy",
+    full = hs.run_tasks(tiny_split_tasks(20, 40), hs.NetworkSpec(**NET), EWC(strength=0.0), epochs=1, target="numpy",
                         out=tmp_path / "full.h5")
     path = _interrupted(tmp_path / "cut.h5", strength=0.0)
     assert read_checkpoint(path)["checkpoint"]["task"] == 0
-    again = hs.run_tasks(tiny_tasks(), hs.NetworkSpec(**NET), EWC(strength=0.0), epochs=1, target="numpy", out=path)
+    again = hs.run_tasks(tiny_split_tasks(20, 40), hs.NetworkSpec(**NET), EWC(strength=0.0), epochs=1, target="numpy",
+                         out=path)
     np.testing.assert_array_equal(again.accuracy, full.accuracy)
     a, b = run_file_datasets(tmp_path / "full.h5"), run_file_datasets(path)
     assert a.keys() == b.keys()

@@ -4,32 +4,17 @@ import sys
 
 import numpy as np
 import pytest
-from cli_helpers import run_file_datasets
+from cli_helpers import run_file_datasets, tiny_split_tasks
 
 import hlopsim as hs
 from hlopsim.protocols.experiment.loop import output_heads
-
-SPLIT = [(0, 1), (2, 3), (4, 5)]
-
-
-def tiny_tasks(per_class=40):
-    """Three 2-class tasks of the digits, one head each, a few samples per class (fast with numpy)."""
-    digits = hs.load_digits()
-    tasks = hs.split_tasks(digits, classes=SPLIT, heads="per-task")
-    out = []
-    for task in tasks:
-        keep = np.concatenate([np.flatnonzero(task.y_train == c)[:per_class] for c in (0, 1)])
-        out.append(hs.make_task(task.name, task.x_train[keep], task.y_train[keep], task.x_test[:60],
-                                task.y_test[:60], head=task.head))
-    return out
-
 
 NET = dict(hidden=[16], batch_size=16)
 
 
 
 def test_output_heads_lay_out_one_slice_per_head():
-    tasks = tiny_tasks(2)
+    tasks = tiny_split_tasks(2)
     n, slices = output_heads(tasks)
     assert n == 6 and [(s.start, s.stop) for s in slices] == [(0, 2), (2, 4), (4, 6)]
     shared = [hs.make_task("a", t.x_train, t.y_train + 2 * i, t.x_test, t.y_test + 2 * i) for i, t in enumerate(tasks)]
@@ -48,7 +33,7 @@ class StopAtTask1(hs.Finetune):
 
 
 def test_a_script_run_resumes_by_calling_it_again_and_equals_an_uninterrupted_run(tmp_path):
-    tasks = tiny_tasks()
+    tasks = tiny_split_tasks()
     kwargs = dict(epochs=1, seed=3, target="numpy", encoder="poisson")
     full = hs.run_tasks(tasks, hs.NetworkSpec(**NET), "finetune", out=tmp_path / "full.h5", **kwargs)
     with pytest.raises(KeyboardInterrupt):
@@ -66,7 +51,7 @@ def test_a_script_run_resumes_by_calling_it_again_and_equals_an_uninterrupted_ru
 
 
 def test_resuming_with_other_settings_is_refused(tmp_path):
-    tasks = tiny_tasks(10)
+    tasks = tiny_split_tasks(10)
     with pytest.raises(KeyboardInterrupt):
         hs.run_tasks(tasks, hs.NetworkSpec(**NET), StopAtTask1(), epochs=1, target="numpy", out=tmp_path / "r.h5")
     with pytest.raises(ValueError, match="different run"):
@@ -74,7 +59,7 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
 
 
 def test_bad_tasks_get_one_line_errors():
-    task = tiny_tasks(2)[0]
+    task = tiny_split_tasks(2)[0]
     bad = hs.make_task("t", task.x_train, task.y_train, task.x_test, task.y_test)
     object.__setattr__(bad, "x_train", task.x_train * 2)
     with pytest.raises(ValueError, match=r"x_train must hold finite values in \[0, 1\]"):
@@ -197,7 +182,7 @@ target = "numpy"
 def test_a_refractory_model_resumes_bit_for_bit(tmp_path):
     """Refractoriness is reset with the rest of the state at every presentation, so a resumed run (whose
     network starts fresh) equals an uninterrupted one."""
-    tasks = tiny_tasks(20)
+    tasks = tiny_split_tasks(20)
     neuron = hs.NeuronModel("rlif", equations="dv/dt = -v / tau : volt (unless refractory)", threshold="v > th",
                             reset="v = 0*mV", refractory="3 ms", parameters={"tau": "20 ms", "th": "15 mV"},
                             spike_cost="15 mV", initial={"v": "0 mV"})

@@ -9,7 +9,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from cli_helpers import TINY, cli_command, cli_env, run_file_datasets
+from cli_helpers import TINY, cli_command, cli_env, run_file_datasets, tiny_split_tasks
 
 import hlopsim as hs
 from hlopsim.data.encoders import SpikeTrains
@@ -139,17 +139,6 @@ def test_bad_specs_are_one_line_value_errors(fields, message):
 
 # ------------------------------------------------------------------------------ run files
 
-def tiny_tasks(per_class=40, n_test=60):
-    """Three 2-class tasks of the digits, one head each (fast on the numpy target)."""
-    tasks = hs.split_tasks(hs.load_digits(), classes=[(0, 1), (2, 3), (4, 5)], heads="per-task")
-    out = []
-    for task in tasks:
-        keep = np.concatenate([np.flatnonzero(task.y_train == c)[:per_class] for c in (0, 1)])
-        out.append(hs.make_task(task.name, task.x_train[keep], task.y_train[keep], task.x_test[:n_test],
-                                task.y_test[:n_test], head=task.head))
-    return out
-
-
 NET = dict(hidden=[16], batch_size=16)
 KWARGS = dict(epochs=1, seed=3, target="numpy", encoder="poisson")
 RECORDING = StateRecording(variables=("v",), neurons=(0, 2, 5), presentations=3, phases=("train", "test"))
@@ -167,7 +156,7 @@ class StopAtEndOfTask1(hs.Finetune):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("states")
-    tasks = tiny_tasks()
+    tasks = tiny_split_tasks()
     hs.run_tasks(tasks, hs.NetworkSpec(**NET), "finetune", out=folder / "plain.h5", **KWARGS)
     hs.run_tasks(tasks, hs.NetworkSpec(**NET), "finetune", out=folder / "rec.h5", record_states=RECORDING, **KWARGS)
     return {"tasks": tasks, "plain": folder / "plain.h5", "rec": folder / "rec.h5"}
