@@ -53,3 +53,25 @@ def test_an_ewc_run_without_penalty_resumes_equal_to_an_uninterrupted_one(tmp_pa
     assert a.keys() == b.keys()
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+class Unresumable(hs.Finetune):
+    """A user's method that keeps state its checkpoint does not hold, interrupted when task 1 begins."""
+
+    name = "mine"
+    resumable = False
+
+    def begin_task(self, net, task):
+        if task == 1:
+            raise KeyboardInterrupt
+
+
+def test_a_method_that_says_it_cannot_resume_is_refused_by_its_file(tmp_path):
+    path = tmp_path / "cut.h5"
+    with pytest.raises(KeyboardInterrupt):
+        hs.run_tasks(tiny_split_tasks(20, 40), hs.NetworkSpec(**NET), Unresumable(), epochs=1, target="numpy",
+                     out=path)
+    with pytest.raises(RunFileError, match=r"is a mine run, which cannot be resumed"):
+        read_checkpoint(path)
+    with hs.open_run(path) as run:
+        assert run.attrs["resumable"] == False    # noqa: E712 (an HDF5 numpy bool)

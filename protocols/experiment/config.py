@@ -446,12 +446,12 @@ def _with_kinetics(network, section: dict, encoder: str):
     list of one per weight layer (input → first hidden layer first), e.g. ``synapse = ["conductance",
     "conductance", "delta"]``. ``"refractory-poisson"`` input needs ``input_max_rate · input_dead_time ≤ 1``.
     """
-    from dataclasses import replace
+    from dataclasses import fields, replace
 
     from brian2 import Hz, ms
 
     from hlopsim.models.quantities import parse_quantity
-    from hlopsim.models.synapses import compose, synapse_model
+    from hlopsim.models.synapses import SYNAPSE_MODELS, compose, synapse_model
     n_layers = len(network.hidden) + 1
     lists = {key: section[key] for key in PER_LAYER_KEYS if isinstance(section[key], list)}
     for key, values in lists.items():
@@ -464,9 +464,8 @@ def _with_kinetics(network, section: dict, encoder: str):
 
     models = []
     for layer in range(n_layers):
-        kind = layer_value("synapse", layer)
-        keys = {"delta": ("delay",), "exp_current": ("delay", "tau_syn"),
-                "conductance": ("delay", "tau_e", "tau_i", "E_e", "E_i")}[kind]
+        kind = layer_value("synapse", layer)   # the model's own fields say which keys it takes
+        keys = [f.name for f in fields(SYNAPSE_MODELS[kind])]
         models.append(synapse_model(kind, **{key: layer_value(key, layer) for key in keys}))
     synapse = models[0] if not lists else tuple(models)
     network = replace(network, synapse=synapse, isi=section["isi"], reset=section["reset"],

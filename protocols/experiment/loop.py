@@ -476,7 +476,8 @@ def run_tasks(tasks: Sequence, network=None, method="hlop", *, epochs: int = 3, 
         recorder = RunRecorder.create(out, overwrite=overwrite, attrs={
             "protocol": name, "method": method.name, "seed": int(seed), "dt": dt_s,
             "n_steps_per_presentation": n_steps, "config": json.dumps(stored, indent=1, sort_keys=True),
-            "experiment": fingerprint, "software": json.dumps(_software_versions()), "command": " ".join(sys.argv),
+            "experiment": fingerprint, "resumable": bool(method.resumable),
+            "software": json.dumps(_software_versions()), "command": " ".join(sys.argv),
             "codegen_target": prefs.current_target()})
         for index, (group, population) in enumerate(zip(net.groups, spec.population_names)):
             role = "input" if population == "input" else "output" if population == "output" else "hidden"

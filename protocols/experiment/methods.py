@@ -38,7 +38,8 @@ class Finetune:
     uses_lateral = False
     lateral = None                # the LateralSpec of the circuits this method simulates, if any
     consolidation_epochs = 0      # epochs of lateral learning only after each task's training
-    resumable = True              # an interrupted run can continue from its checkpoint (no unstored state)
+    resumable = True              # an interrupted run can continue from its checkpoint (no unstored state);
+                                  # False is stored in the run file, and `read_checkpoint` then refuses it
 
     def settings(self) -> dict:
         """The method's settings as plain values (stored in run files; a resumed run must match)."""
@@ -382,7 +383,11 @@ class EWC(Finetune):
     """
 
     name = "ewc"
-    resumable = False
+
+    @property
+    def resumable(self) -> bool:
+        """Without a penalty nothing unstored matters: an ewc run of strength 0 resumes."""
+        return self.strength == 0.0
 
     def __init__(self, strength: float = 100.0, decay: float = 1.0):
         if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 <= strength < np.inf:

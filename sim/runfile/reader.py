@@ -142,6 +142,9 @@ def read_checkpoint(path) -> dict:
             if strength != 0:  # unknown counts as a penalty
                 raise RunFileError(f"{name} is an ewc run (strength {strength}), which cannot be resumed (its Fisher "
                                    "information and anchor weights are not checkpointed); start it again")
+        if "resumable" in attrs and not bool(attrs["resumable"]):   # the method said so when the run began
+            raise RunFileError(f"{name} is a {method} run, which cannot be resumed (the method keeps state the "
+                               "checkpoint does not hold); start it again")
         text = file[schema.CHECKPOINT_GROUP].attrs.get(schema.CHECKPOINT_STATE_ATTR)
         try:
             checkpoint = json.loads(_as_str(text)) if text is not None else None
