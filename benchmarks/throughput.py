@@ -11,18 +11,22 @@ and the same learning rule, with a warm code cache (every variant first runs onc
 Prints samples/s of each and the ratios; exit code 0. Usage::
 
     python benchmarks/throughput.py [--samples N] [--naive-samples N] [--target cython|numpy] [--set K=V]
-                                    [--net 64-128-10|64-256-256-10|64-800-800-10] [--methods hlop,finetune]
+                                    [--net 64-128-10|64-256-256-10|64-800-800-10|784-800-800-10]
+                                    [--methods hlop,finetune]
                                     [--propagation auto|shared|brian2 | --compare-propagation] [--profile]
 
-``--net`` picks a network size (`NETS`: the authors' subspace sizes, T = 20 steps for the larger two);
-``--compare-propagation`` times every method with shared-matrix and with Brian2-synapse propagation
-(`sim.propagation`) back to back in this one process and prints their ratio (``--naive-samples 0``
-skips the naive loop).
+``--net`` picks a network size (`NETS`: the authors' subspace sizes, T = 20 steps for the larger ones;
+784-800-800-10 on the bundled MNIST subset); ``--compare-propagation`` times every method with
+shared-matrix and with Brian2-synapse propagation of the weight layers and lateral circuits
+(`sim.propagation`, `sim.shared_lateral`) back to back in this one process and prints their ratio
+(``--naive-samples 0`` skips the naive loop). The header line gives the process's peak resident memory
+(all variants timed; time one method for its own figure).
 """
 from __future__ import annotations
 
 import argparse
 import gc
+import resource
 import time
 from collections import Counter
 
@@ -38,6 +42,11 @@ NETS = {
     "64-800-800-10": ["network.hidden=[800,800]", 'network.presentation="20 ms"', 'lateral.window="10 ms"',
                       "lateral.first_task=[10,200,100]", "lateral.per_task=[10,70,70]",
                       'lateral.hebbian_rate=["16 Hz","6 Hz","6 Hz"]'],
+    # the paper's permuted-MNIST network, on the bundled 5,000-image MNIST subset (η of permuted-mnist-5k)
+    "784-800-800-10": ['data.dataset="mnist-5k"', "data.test_size=1000", "network.hidden=[800,800]",
+                       'network.presentation="20 ms"', 'lateral.window="10 ms"',
+                       "lateral.first_task=[10,200,100]", "lateral.per_task=[10,70,70]",
+                       'lateral.hebbian_rate=["2 Hz","4 Hz","4 Hz"]'],
 }
 
 
@@ -160,7 +169,8 @@ def naive_rate(config: dict, x: np.ndarray, y: np.ndarray) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--samples", type=int, default=1347, help="training samples per batched measurement")
+    parser.add_argument("--samples", type=int, default=1347, help="training samples per batched measurement "
+                        "(at most the data set's training samples)")
     parser.add_argument("--naive-samples", type=int, default=200, help="samples for the naive loop")
     parser.add_argument("--repeats", type=int, default=3, help="timed epochs per batched method (best kept)")
     parser.add_argument("--target", default="cython", choices=["cython", "numpy"])
@@ -171,18 +181,20 @@ def main() -> None:
     parser.add_argument("--net", choices=list(NETS), help="network size (overrides before any --set)")
     parser.add_argument("--methods", default="hlop,finetune", help="batched methods to time, comma-separated")
     parser.add_argument("--propagation", default="auto", choices=["auto", "shared", "brian2"],
-                        help="spike propagation of the weight layers (sim.propagation)")
+                        help="weight layers and lateral circuits on one shared matrix or Brian2 synapses (sim.propagation)")
     parser.add_argument("--compare-propagation", action="store_true",
                         help="time every method with shared and with brian2 propagation, back to back")
     args = parser.parse_args()
 
-    from hlopsim.data import load_digits
+    from hlopsim.data import load_dataset, load_digits
     from hlopsim.protocols.experiment.config import apply_overrides, load_protocol
     from hlopsim.sim import prefs
 
     prefs.configure(args.target)
     config = apply_overrides(load_protocol("permuted-digits"), (NETS[args.net] if args.net else []) + args.set)
-    digits = load_digits()
+    data = config["data"]
+    digits = load_digits() if data["dataset"] == "digits" else \
+        load_dataset(data["dataset"], test_size=data["test_size"], split_seed=data["split_seed"])
     x, y = digits.x_train[: args.samples], digits.y_train[: args.samples]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     paths = ["shared", "brian2"] if args.compare_propagation else [args.propagation]
@@ -196,7 +208,8 @@ def main() -> None:
         rates["naive"] = naive_rate(config, x[: args.naive_samples], y[: args.naive_samples])
     net = config["network"]
     print(f"network {args.net or ''} hidden {net['hidden']}, presentation {net['presentation']}, batch "
-          f"{net['batch_size']}, target {args.target}, {len(y)} samples, best of {args.repeats} epochs")
+          f"{net['batch_size']}, target {args.target}, {len(y)} samples of {data['dataset']}, best of {args.repeats} "
+          f"epochs; peak resident memory of this process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GB")
     print(f"{'variant':22s} {'train samples/s':>16s}" + (f" {'× naive':>8s}" if "naive" in rates else ""))
     for name, rate in rates.items():
         print(f"{name:22s} {rate:16.0f}" + (f" {rate / rates['naive']:8.1f}" if "naive" in rates else ""))

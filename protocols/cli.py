@@ -158,7 +158,8 @@ def _check_memory(experiment, methods: list[str]) -> None:
         check_run_memory(spec, lateral, n_tasks=experiment.n_tasks, n_train=max(len(t.y_train) for t in tasks),
                          n_test=max(len(t.y_test) for t in tasks), epochs=experiment.epochs,
                          consolidation_epochs=method.consolidation_epochs if method.uses_lateral else 0,
-                         encoder=experiment.data.encoder, record_spikes=experiment.record_spikes)
+                         encoder=experiment.data.encoder, record_spikes=experiment.record_spikes,
+                         propagation=experiment.propagation)
 
 
 def _format_matrix(R) -> str:

@@ -39,9 +39,10 @@ from hlopsim.models.recording import StateRecording
 from hlopsim.models.synapses import compose
 from hlopsim.sim.blocks import block_diagonal_indices_by_pre
 from hlopsim.sim.kernels import segment_spikes
-from hlopsim.sim.propagation import SharedPropagation, choose_propagation
 from hlopsim.sim.lateral import GradedLateralCircuit
+from hlopsim.sim.propagation import SharedPropagation, choose_propagation
 from hlopsim.sim.resources import samples_per_run
+from hlopsim.sim.shared_lateral import SharedGradedLateralCircuit, choose_lateral
 from hlopsim.sim.transfer import transfer_for
 
 
@@ -136,9 +137,11 @@ class SimNetwork:
         and neurons are checked here, before any Brian2 object exists. Which runs record is chosen
         per `present` call.
     propagation : {"auto", "shared", "brian2"}
-        How weight layers propagate spikes (`sim.propagation`): ``"shared"`` one weight matrix for all copies
-        (undelayed built-in synapse models), ``"brian2"`` a Brian2 ``Synapses`` per layer holding every
-        copy's weights, ``"auto"`` shared for undelayed `Delta` layers and Brian2 for the others.
+        How weight layers propagate spikes (`sim.propagation`) and lateral circuits hold ``H``
+        (`sim.shared_lateral`): ``"shared"`` one matrix for all copies (undelayed built-in synapse models;
+        the graded circuit without decorrelation), ``"brian2"`` Brian2 ``Synapses`` holding every copy's
+        weights, ``"auto"`` shared for undelayed `Delta` layers and graded circuits without decorrelation,
+        Brian2 for the others.
 
     Attributes
     ----------
@@ -151,7 +154,7 @@ class SimNetwork:
         The shared weights of every layer in units of the neuron's spike cost (dimensionless);
         ``w = weights[l] * spike_cost`` volts in Brian2. Edit in place inside a batch callback and
         return True from it to have them written into the simulation.
-    lateral : list of GradedLateralCircuit
+    lateral : list of SharedGradedLateralCircuit, GradedLateralCircuit or SpikingLateralCircuit
         One per weight layer (empty without a LateralSpec).
     transfers : list of TransferCurve
         One rate map per non-input population (hidden layers first, output last), each for the neuron
@@ -223,6 +226,7 @@ class SimNetwork:
         # Checked before any Brian2 object exists.
         propagations = [choose_propagation(propagation, spec.synapse_for(layer), name)
                         for layer, name in enumerate(spec.weight_names)]
+        lateral_path = choose_lateral(propagation, lateral) if lateral is not None else None
         # Every object gets the spec's dt explicitly: nothing depends on Brian2's global defaultclock.
         self.groups = [SpikeGeneratorGroup(batch * sizes[0], np.array([], dtype=int), np.array([]) * second,
                                            dt=spec.dt, name=names[0])]
@@ -271,19 +275,21 @@ class SimNetwork:
         for group in self.groups:
             self.monitors[group.name] = self._new_monitor(group)
 
-        self.lateral: list[GradedLateralCircuit] = []
+        self.lateral: list = []
         if lateral is not None:
+            shared_circuits = lateral_path == "shared"
             if lateral.neuron == "spiking":
                 from hlopsim.sim.spiking_lateral import SpikingLateralCircuit as circuit_class
             else:
-                circuit_class = GradedLateralCircuit
+                circuit_class = SharedGradedLateralCircuit if shared_circuits else GradedLateralCircuit
             for layer, name in enumerate(spec.weight_names):
                 sizes_per_task = lateral.neurons_per_task(layer, n_tasks, sizes[layer], layer_name=name)
+                # the shared circuit reads its input from the spike counts of the layer's monitor (replaced every run)
+                source = {"spike_counts": self._count_reader(self.groups[layer].name)} if shared_circuits else {}
                 self.lateral.append(circuit_class(
                     name=f"lateral_{name}", pre_group=self.groups[layer], n_inputs=sizes[layer],
                     sizes_per_task=sizes_per_task, spec=lateral, hebbian_rate=lateral.hebbian_rate[layer],
-                    presentation=spec.presentation,
-                    dt=spec.dt, rng=rng))
+                    presentation=spec.presentation, dt=spec.dt, rng=rng, **source))
 
         self._callback: BatchCallback | None = None
         self._progress = None
@@ -618,6 +624,10 @@ class SimNetwork:
             monitor.resize(0)
 
     # -- spike recording --------------------------------------------------------------------------
+    def _count_reader(self, name: str) -> Callable[[], np.ndarray]:
+        """A function returning the live spike-count array of population ``name``'s current monitor."""
+        return lambda: self.monitors[name].variables["count"].get_value()
+
     def _new_monitor(self, group):
         # The input's spikes are the SpikeTrains handed to `present`: its monitor only counts.
         record = self.record_spikes and group is not self.groups[0]

@@ -13,9 +13,11 @@ The estimate is the sum of the largest allocations of a run (bytes):
   (``B`` = ``network.batch_size`` copies) × `BYTES_PER_SYNAPSE` (Brian2's per-synapse arrays plus the
   index arrays of their construction);
 - network neurons: ``B · Σ_l n_l`` × `BYTES_PER_NEURON`;
-- lateral circuits: forward and feedback synapses, ``2 · C · n_{l−1} · K_l`` per layer, ``C`` the
-  simulated copies (``lateral.copies``, the whole batch for ``lateral.projection = "neural"``) and
-  ``K_l`` the subspace neurons grown over all tasks (capped at the layer's width);
+- lateral circuits: with one shared matrix (`sim.shared_lateral`) ``H`` and ``Hᵀ`` (``2 · K_l · n_{l−1}``
+  float64) and ``y``, ``x̂`` per copy; with Brian2 synapses the forward and feedback synapses,
+  ``2 · C · n_{l−1} · K_l`` per layer × `BYTES_PER_SYNAPSE`; ``C`` the simulated copies (``lateral.copies``,
+  the whole batch for ``lateral.projection = "neural"``) and ``K_l`` the subspace neurons grown over all
+  tasks (capped at the layer's width; the width with ``lateral.growth = "residual"``);
 - the longest Brian2 run (a task's supervised epochs, its consolidation epochs, or a group of test
   sets; longer ones are split into runs of `samples_per_run`): input spikes (`BYTES_PER_INPUT_SPIKE`) and recorded spikes (`BYTES_PER_RECORDED_SPIKE`),
   with ``S · n_steps · n · p`` spikes for ``S`` presentations of ``n`` neurons, ``p = ½ ·
@@ -99,7 +101,7 @@ def _gb(n_bytes: float) -> str:
 
 def estimate_run_memory(spec, lateral, *, n_tasks: int, n_train: int, n_test: int, epochs: int,
                         consolidation_epochs: int = 0, encoder: str = "random-phase", record_spikes: bool = True,
-                        test_run_samples: int | None = None) -> MemoryEstimate:
+                        test_run_samples: int | None = None, propagation: str = "auto") -> MemoryEstimate:
     """Estimate the peak memory of a run from its settings (formulas in the module docstring).
 
     Parameters
@@ -121,6 +123,8 @@ def estimate_run_memory(spec, lateral, *, n_tasks: int, n_train: int, n_test: in
         Whether every spike is kept for the run file.
     test_run_samples : int, optional
         Most test presentations per Brian2 run (default ``epochs · n_train``, as the loop does).
+    propagation : {"auto", "shared", "brian2"}
+        `SimNetwork`'s ``propagation``: which layers and lateral circuits hold one shared weight matrix.
 
     Returns
     -------
@@ -131,10 +135,13 @@ def estimate_run_memory(spec, lateral, *, n_tasks: int, n_train: int, n_test: in
     p = 0.5 * min(1.0, float(spec.input_max_rate * spec.dt))   # spikes per neuron and step
     parts = []
 
+    from hlopsim.sim.propagation import choose_propagation
+    from hlopsim.sim.shared_lateral import choose_lateral
+
     synapse_bytes = 0
     for layer, (a, b) in enumerate(zip(sizes, sizes[1:])):
         kinetics = spec.synapse_for(layer)
-        if type(kinetics).__name__ == "Delta" and kinetics.delay is None:   # one shared matrix (`sim.propagation`)
+        if choose_propagation(propagation, kinetics, spec.weight_names[layer]) == "shared":   # one matrix
             synapse_bytes += BYTES_PER_SHARED_WEIGHT * a * b
         else:                                                                # Brian2 Synapses in every copy
             synapse_bytes += BYTES_PER_SYNAPSE * batch * a * b
@@ -143,11 +150,16 @@ def estimate_run_memory(spec, lateral, *, n_tasks: int, n_train: int, n_test: in
 
     if lateral is not None:
         copies = batch if lateral.projection == "neural" else int(lateral.copies)
-        lateral_synapses = 0
+        shared = choose_lateral(propagation, lateral) == "shared"
+        lateral_bytes = 0
         for layer, width in enumerate(sizes[:-1]):
             grown = min(width, lateral.first_task[layer] + lateral.per_task[layer] * max(0, n_tasks - 1))
-            lateral_synapses += 2 * copies * width * grown
-        parts.append(("lateral circuit synapses", lateral_synapses * BYTES_PER_SYNAPSE,
+            if shared:   # H and Hᵀ, and y, x̂ per copy (`sim.shared_lateral`)
+                lateral_bytes += 8 * (2 * (width if lateral.growth == "residual" else grown) * width
+                                      + copies * (grown + width))
+            else:        # forward and feedback synapses in every simulated copy
+                lateral_bytes += 2 * copies * width * grown * BYTES_PER_SYNAPSE
+        parts.append(("lateral circuit weights" if shared else "lateral circuit synapses", lateral_bytes,
                       "lateral.copies, lateral.first_task or lateral.per_task"))
 
     def run_bytes(samples: int) -> tuple[float, bool]:

@@ -1,4 +1,7 @@
-"""The Brian2 lateral circuit learns the principal subspace of its input (docs/design.md).
+"""The lateral circuit learns the principal subspace of its input (docs/design.md).
+
+Both simulations of the graded circuit are checked: one shared ``H`` (`sim.shared_lateral`, the default)
+and Brian2 synapses in every copy (`sim.lateral`, ``propagation="brian2"``; decorrelation runs only there).
 
 Driven by regular spike trains whose rates lie in a known low-dimensional subspace, the simulated
 synapses must end up spanning the top-k PCA subspace of the same rates, with orthonormal rows;
@@ -19,13 +22,14 @@ N_INPUTS, RANK = 20, 3
 MAX_RATE, DT, STEPS = 500.0, 1e-3, 40
 
 
-def circuit_network(first_task, per_task, rate=15 * Hz, **lateral_options):
+def circuit_network(first_task, per_task, rate=15 * Hz, propagation="auto", **lateral_options):
     """A network whose input layer carries a lateral circuit; no supervised learning is run."""
     spec = NetworkSpec(input_size=N_INPUTS, hidden=(), output_size=2, neuron=lif(), dt=DT * 1000 * ms,
                        presentation=STEPS * ms, input_max_rate=MAX_RATE * Hz, batch_size=32)
     lateral = LateralSpec(first_task=(first_task,), per_task=(per_task,), hebbian_rate=(rate,), dt=5 * ms,
                           window=20 * ms, copies=32, **lateral_options)
-    return SimNetwork(spec, np.random.default_rng(0), lateral=lateral, n_tasks=2, record_spikes=False)
+    return SimNetwork(spec, np.random.default_rng(0), lateral=lateral, n_tasks=2, record_spikes=False,
+                      propagation=propagation)
 
 
 def learn(net, circuit, task, rates, epochs):
@@ -50,10 +54,14 @@ def streams():
 
 
 # Decorrelated plasticity (lateral.decorrelate) has the same fixed points: the same checks hold.
-@pytest.mark.parametrize("decorrelate", [False, True], ids=["oja", "decorrelated"])
-def test_learns_top_pca_subspace_with_orthonormal_rows(streams, decorrelate):
+PATHS = [("auto", False), ("brian2", False), ("auto", True)]
+PATH_IDS = ["oja-shared", "oja-brian2", "decorrelated"]
+
+
+@pytest.mark.parametrize("propagation, decorrelate", PATHS, ids=PATH_IDS)
+def test_learns_top_pca_subspace_with_orthonormal_rows(streams, propagation, decorrelate):
     first, _ = streams
-    net = circuit_network(RANK, RANK, decorrelate=decorrelate)
+    net = circuit_network(RANK, RANK, propagation=propagation, decorrelate=decorrelate)
     circuit = net.lateral[0]
     learn(net, circuit, 0, first, epochs=2)
     H = circuit.grown_H
@@ -63,10 +71,10 @@ def test_learns_top_pca_subspace_with_orthonormal_rows(streams, decorrelate):
     assert circuit.copies_agree()
 
 
-@pytest.mark.parametrize("decorrelate", [False, True], ids=["oja", "decorrelated"])
-def test_frozen_neurons_stay_bit_identical_and_new_ones_learn_the_residual(streams, decorrelate):
+@pytest.mark.parametrize("propagation, decorrelate", PATHS, ids=PATH_IDS)
+def test_frozen_neurons_stay_bit_identical_and_new_ones_learn_the_residual(streams, propagation, decorrelate):
     first, second = streams
-    net = circuit_network(RANK, RANK, decorrelate=decorrelate)
+    net = circuit_network(RANK, RANK, propagation=propagation, decorrelate=decorrelate)
     circuit = net.lateral[0]
     learn(net, circuit, 0, first, epochs=2)
     circuit.freeze()
@@ -87,7 +95,7 @@ def test_synapses_are_created_task_by_task_with_the_same_result(streams):
     """A task's synapses appear when its neurons grow; a circuit given every task's synapses up front
     (the summed variables then add zeros from neurons not grown yet) learns bit for bit the same H."""
     first, second = streams
-    late, early = circuit_network(RANK, RANK), circuit_network(RANK, RANK)
+    late, early = circuit_network(RANK, RANK, propagation="brian2"), circuit_network(RANK, RANK, propagation="brian2")
     early.lateral[0]._connect_rows(2 * RANK)                 # both tasks' synapses before anything runs
     for net in late, early:
         circuit = net.lateral[0]
@@ -101,9 +109,10 @@ def test_synapses_are_created_task_by_task_with_the_same_result(streams):
     assert np.array_equal(late.lateral[0].H, early.lateral[0].H)
 
 
-def test_no_plasticity_without_learning(streams):
+@pytest.mark.parametrize("propagation", ["auto", "brian2"])
+def test_no_plasticity_without_learning(streams, propagation):
     first, _ = streams
-    net = circuit_network(RANK, RANK)
+    net = circuit_network(RANK, RANK, propagation=propagation)
     circuit = net.lateral[0]
     circuit.grow(0)
     before = circuit.H.copy()
@@ -168,7 +177,9 @@ def one_step_window_circuit(k, decorrelate):
                        presentation=STEPS * ms, input_max_rate=MAX_RATE * Hz, batch_size=32)
     lateral = LateralSpec(first_task=(k,), per_task=(k,), hebbian_rate=(15 * Hz,), dt=5 * ms, window=5 * ms,
                           copies=32, decorrelate=decorrelate)
-    return SimNetwork(spec, np.random.default_rng(0), lateral=lateral, n_tasks=2, record_spikes=False)
+    # Brian2 synapses also without decorrelation: the tests compare the two plasticities step by step
+    return SimNetwork(spec, np.random.default_rng(0), lateral=lateral, n_tasks=2, record_spikes=False,
+                      propagation="brian2")
 
 
 def test_decorrelation_uses_the_covariance_of_the_current_step(streams):

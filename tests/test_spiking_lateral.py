@@ -21,7 +21,7 @@ from hlopsim.data import prototype_mixture_rates, regular_encode, top_subspace
 from hlopsim.models.lateral import LateralSpec
 from hlopsim.models.network import NetworkSpec
 from hlopsim.models.neurons import lif
-from hlopsim.sim.lateral import GradedLateralCircuit
+from hlopsim.sim.shared_lateral import SharedGradedLateralCircuit
 from hlopsim.sim.network import SimNetwork
 from hlopsim.sim.spiking_lateral import SpikingLateralCircuit
 
@@ -73,7 +73,7 @@ def test_spiking_circuit_is_built_for_lateral_neuron_spiking(streams):
     net, circuit = circuit_network()
     assert isinstance(circuit, SpikingLateralCircuit)
     graded_net, graded = circuit_network(neuron="graded")
-    assert isinstance(graded, GradedLateralCircuit)
+    assert isinstance(graded, SharedGradedLateralCircuit)      # the graded circuit's default simulation
     # Growth draws the same initial rows as the graded circuit from the same generator.
     circuit.grow(0), graded.grow(0)
     assert np.array_equal(circuit.H, graded.H)

@@ -50,7 +50,7 @@ SCHEMA: dict[str, dict] = {
     "gpm": {"threshold": 0.97, "basis_sizes": "threshold"},
     "ewc": {"strength": 100.0, "decay": 1.0},
     "replay": {"per_class": 10},
-    "sim": {"target": "cython", "record_spikes": True},
+    "sim": {"target": "cython", "record_spikes": True, "propagation": "auto"},
     # state variables of a few neurons in a few presentations (`StateRecording`); no variables: none
     "record": {"variables": [], "neurons": [0, 1, 2, 3, 4], "presentations": 3, "phases": ["test"], "stages": [],
                "populations": []},
@@ -228,6 +228,9 @@ class Experiment:
     target : str
         Brian2 code generation target.
     record_spikes : bool
+    propagation : str
+        ``sim.propagation``: weight layers and lateral circuits on one shared matrix (``"shared"``), as
+        Brian2 synapses in every copy (``"brian2"``) or each where supported (``"auto"``); `SimNetwork`.
     record_states : StateRecording or None
         ``[record]``: state variables to record (None when ``record.variables`` is empty).
     config : dict
@@ -247,6 +250,7 @@ class Experiment:
     record_spikes: bool
     config: dict
     record_states: object = None
+    propagation: str = "auto"
 
     @classmethod
     def from_config(cls, config: dict) -> "Experiment":
@@ -268,6 +272,8 @@ class Experiment:
             if not (math.isfinite(learn[key]) and learn[key] > 0):
                 raise ConfigError(f"learning.{key} = {learn[key]} must be a finite positive number")
         _one_of("sim.target", sim["target"], TARGETS)
+        from hlopsim.sim.propagation import PROPAGATIONS, choose_propagation
+        _one_of("sim.propagation", sim["propagation"], PROPAGATIONS)
         _one_of("data.encoder", data["encoder"], ENCODERS)
         synapses = config["network"]["synapse"]
         for kind in synapses if isinstance(synapses, list) else [synapses]:
@@ -296,6 +302,8 @@ class Experiment:
             from hlopsim.models.from_config import lateral_spec, network_spec
             network = network_spec(config["network"], neuron=neuron_model(config))
             network = _with_kinetics(network, config["network"], data["encoder"])
+            for layer in range(len(network.hidden) + 1):   # "shared" only for synapse models it simulates
+                choose_propagation(sim["propagation"], network.synapse_for(layer), f"w_{layer + 1}")
             lateral = lateral_spec(_lateral_fields(config["lateral"]))
             _consolidation(config["lateral"])
             # A circuit needs a step of its clock in every presentation, and (graded) one in its plasticity window.
@@ -318,7 +326,7 @@ class Experiment:
                                       tuple(tuple(g) for g in classes), tasks["heads"]),
                    network=network, lr=float(learn["lr"]), logit_scale=float(learn["logit_scale"]),
                    target=sim["target"], record_spikes=sim["record_spikes"], config=config,
-                   record_states=_record_states(config["record"]))
+                   record_states=_record_states(config["record"]), propagation=sim["propagation"])
 
     def method(self, name: str):
         """A fresh method object by name, with this protocol's settings."""
@@ -356,6 +364,8 @@ class Experiment:
                 if spec.neuron == "spiking":
                     from hlopsim.sim.spiking_lateral import check_spiking_settings
                     check_spiking_settings(spec, self.network.presentation, self.network.dt)
+                from hlopsim.sim.shared_lateral import choose_lateral
+                choose_lateral(self.propagation, spec)
             except ConfigError:
                 raise
             except ValueError as err:

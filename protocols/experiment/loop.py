@@ -257,7 +257,7 @@ def run_tasks(tasks: Sequence, network=None, method="hlop", *, epochs: int = 3, 
               out=None, overwrite: bool = False, lr: float = 0.1, logit_scale: float = 10.0,
               encoder: str = "random-phase", record_spikes: bool = True, target: str | None = None,
               progress: bool = False, config: dict | None = None, name: str = "script",
-              test_run_samples: int | None = None, record_states=None) -> RunResult:
+              test_run_samples: int | None = None, record_states=None, propagation: str = "auto") -> RunResult:
     """Train ``tasks`` one after the other on a spiking network, evaluating every task after each.
 
     Parameters
@@ -307,6 +307,9 @@ def run_tasks(tasks: Sequence, network=None, method="hlop", *, epochs: int = 3, 
         neurons in the first presentations of the chosen phases' runs, written to ``/states`` of ``out``
         (`hlopsim.StateRecording`; read back with `RunFile.states`). Needs ``out``. Spikes, weights and
         accuracies are the same with and without it.
+    propagation : {"auto", "shared", "brian2"}
+        Weight layers and lateral circuits on one shared weight matrix or as Brian2 synapses in every copy
+        (`SimNetwork`; ``sim.propagation`` in protocol files).
 
     Returns
     -------
@@ -363,9 +366,12 @@ def run_tasks(tasks: Sequence, network=None, method="hlop", *, epochs: int = 3, 
     # Settings that would exhaust the machine's memory are refused before anything is built.
     check_run_memory(spec, lateral, n_tasks=n_tasks, n_train=max(train_sizes),
                      n_test=max(len(t.y_test) for t in tasks), epochs=int(epochs), consolidation_epochs=n_consolidation,
-                     encoder=encoder, record_spikes=record_spikes and out is not None, test_run_samples=limit)
+                     encoder=encoder, record_spikes=record_spikes and out is not None, test_run_samples=limit,
+                     propagation=propagation)
     settings = {"epochs": int(epochs), "seed": int(seed), "lr": float(lr), "logit_scale": float(logit_scale),
                 "encoder": encoder}
+    if propagation != "auto":       # as record_states: absent by default, so default fingerprints are unchanged
+        settings["propagation"] = propagation
     if record_states is not None:   # absent otherwise: fingerprints (and resumes) of runs without it are unchanged
         settings["record_states"] = repr(record_states)
         record_states.plan(spec)    # an unknown variable, population or neuron: one line, before anything is built
@@ -430,7 +436,8 @@ def run_tasks(tasks: Sequence, network=None, method="hlop", *, epochs: int = 3, 
     seeds = np.random.SeedSequence(int(seed)).spawn(4)
     init_rng, order_rng, spike_rng = (np.random.default_rng(s) for s in seeds[1:])
     net = SimNetwork(spec, init_rng, lateral=lateral, n_tasks=n_tasks,
-                     record_spikes=record_spikes and out is not None, record_states=record_states)
+                     record_spikes=record_spikes and out is not None, record_states=record_states,
+                     propagation=propagation)
     rate_hz, dt_s, n_steps = float(spec.input_max_rate / Hz), float(spec.dt / second), spec.n_steps
 
     def encode(x):

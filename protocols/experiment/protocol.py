@@ -29,7 +29,8 @@ def run_protocol(config: dict, method: str, out: Path | None, *, overwrite: bool
                      out=out, overwrite=overwrite, lr=experiment.lr, logit_scale=experiment.logit_scale,
                      encoder=experiment.data.encoder, record_spikes=experiment.record_spikes,
                      target=experiment.target, progress=progress, config=experiment.config, name=experiment.name,
-                     test_run_samples=test_run_samples, record_states=experiment.record_states)
+                     test_run_samples=test_run_samples, record_states=experiment.record_states,
+                     propagation=experiment.propagation)
 
 
 def resume_settings(path: Path) -> tuple[dict, str]:
