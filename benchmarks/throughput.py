@@ -11,7 +11,7 @@ and the same learning rule, with a warm code cache (every variant first runs onc
 Prints samples/s of each and the ratios; exit code 0. Usage::
 
     python benchmarks/throughput.py [--samples N] [--naive-samples N] [--target cython|numpy] [--set K=V]
-                                    [--net 64-128-10|64-256-256-10|64-800-800-10|784-800-800-10]
+                                    [--net 64-128-128-10|64-128-10|64-256-256-10|64-800-800-10|784-800-800-10]
                                     [--methods hlop,finetune]
                                     [--propagation auto|shared|brian2 | --compare-propagation] [--profile]
 
@@ -35,7 +35,9 @@ import numpy as np
 #: Network sizes by name: ``--set`` overrides of the permuted-digits protocol (hidden sizes, T = 20 steps
 #: with the plasticity window halved, the authors' lateral subspace sizes per weight layer).
 NETS = {
-    "64-128-10": [],   # the demo as bundled
+    "64-128-128-10": [],   # the demo as bundled
+    # the demo's network until two hidden layers became the default (one hidden layer of 128)
+    "64-128-10": ["network.hidden=[128]"],
     "64-256-256-10": ["network.hidden=[256,256]", 'network.presentation="20 ms"', 'lateral.window="10 ms"',
                       "lateral.first_task=[10,64,32]", "lateral.per_task=[10,22,22]",
                       'lateral.hebbian_rate=["16 Hz","6 Hz","6 Hz"]'],

@@ -33,6 +33,7 @@ from brian2 import (Network, NetworkOperation, NeuronGroup, SpikeGeneratorGroup,
                     get_unit, second, volt)
 
 from hlopsim.data.encoders import SpikeTrains
+from hlopsim.data.lazy_input import LazyInput
 from hlopsim.models.lateral import LateralSpec
 from hlopsim.models.network import NetworkSpec
 from hlopsim.models.recording import StateRecording
@@ -103,6 +104,7 @@ class RunActivity:
 
 
 BatchCallback = Callable[[BatchActivity], bool]
+RunCallback = Callable[[int, "RunActivity"], None]
 
 
 def _shifted(on_batch: BatchCallback | None, first: int, batches: int) -> BatchCallback | None:
@@ -329,8 +331,8 @@ class SimNetwork:
         self._lateral_on = on and bool(self.lateral)
 
     # -- running ---------------------------------------------------------------------------------
-    def present(self, spikes: SpikeTrains, on_batch: BatchCallback | None = None, progress=None,
-                record_states: bool = False) -> RunActivity:
+    def present(self, spikes: SpikeTrains | LazyInput, on_batch: BatchCallback | None = None, progress=None,
+                record_states: bool = False, on_run: RunCallback | None = None) -> RunActivity:
         """Present every sample of ``spikes`` once, ``batch_size`` at a time.
 
         One Brian2 run, or (more than `max_run_samples` samples) consecutive runs of that many
@@ -339,19 +341,47 @@ class SimNetwork:
         (input spikes, monitors). Arguments and result as `present_run`; ``on_batch`` sees sample
         and batch numbers of the whole call; states are recorded in the first run only (they are the
         call's first presentations).
+
+        Parameters
+        ----------
+        spikes : SpikeTrains or LazyInput
+            The input. A `LazyInput` is encoded a run at a time (`LazyInput.trains` of the run's
+            samples, in order, just before the run starts), so the call's input is never held whole.
+        on_run : callable, optional
+            ``on_run(first, activity)`` after every run, with the `RunActivity` of the run's samples
+            ``first, first + 1, …`` (numbered from 0 within the run). With it, each run's counts and
+            spikes go to ``on_run`` only — the result holds the call's scores and the first run's states,
+            no counts and no spikes — so that the memory of a call follows `max_run_samples`, not its
+            length (e.g. ``on_run`` writes the run's spikes to the run file).
         """
         n_samples, chunk = spikes.n_samples, self.max_run_samples
-        if n_samples <= chunk:
-            return self.present_run(spikes, on_batch, progress, record_states)
-        parts, firsts = [], range(0, n_samples, chunk)
-        bounds = np.searchsorted(spikes.sample, [*firsts, n_samples])   # spikes are sorted by sample
+        lazy = not isinstance(spikes, SpikeTrains)
+        if n_samples <= chunk and on_run is None:
+            return self.present_run(spikes.trains(0, n_samples) if lazy else spikes, on_batch, progress,
+                                    record_states)
+        parts, scores, states, firsts = [], [], {}, range(0, max(1, n_samples), chunk)
+        bounds = None if lazy else np.searchsorted(spikes.sample, [*firsts, n_samples])   # sorted by sample
         for index, first in enumerate(firsts):
-            lo, hi = bounds[index], bounds[index + 1]
-            part = SpikeTrains(sample=spikes.sample[lo:hi] - first, step=spikes.step[lo:hi],
-                               neuron=spikes.neuron[lo:hi], n_samples=min(chunk, n_samples - first),
-                               n_neurons=spikes.n_neurons, n_steps=spikes.n_steps)
-            parts.append(self.present_run(part, _shifted(on_batch, first, first // self.spec.batch_size), progress,
-                                          record_states and index == 0, continued=index > 0))
+            stop = min(n_samples, first + chunk)
+            if lazy:
+                part = spikes.trains(first, stop)
+            else:
+                lo, hi = bounds[index], bounds[index + 1]
+                part = SpikeTrains(sample=spikes.sample[lo:hi] - first, step=spikes.step[lo:hi],
+                                   neuron=spikes.neuron[lo:hi], n_samples=stop - first,
+                                   n_neurons=spikes.n_neurons, n_steps=spikes.n_steps)
+            activity = self.present_run(part, _shifted(on_batch, first, first // self.spec.batch_size), progress,
+                                        record_states and index == 0, continued=index > 0)
+            del part
+            if on_run is None:
+                parts.append(activity)
+                continue
+            scores.append(activity.scores)
+            states = states or activity.states
+            on_run(first, activity)
+            del activity
+        if on_run is not None:
+            return RunActivity(counts=[], scores=np.concatenate(scores), states=states)
         spikes_out = {name: tuple(np.concatenate([part.spikes[name][k] + (first if k == 0 else 0)
                                                   for part, first in zip(parts, firsts)]) for k in range(3))
                       for name in parts[0].spikes}

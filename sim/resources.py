@@ -19,15 +19,19 @@ The estimate is the sum of the largest allocations of a run (bytes):
   the whole batch for ``lateral.projection = "neural"``) and ``K_l`` the subspace neurons grown over all
   tasks (capped at the layer's width; the width with ``lateral.growth = "residual"``);
 - the longest Brian2 run (a task's supervised epochs, its consolidation epochs, or a group of test
-  sets; longer ones are split into runs of `samples_per_run`): input spikes (`BYTES_PER_INPUT_SPIKE`) and recorded spikes (`BYTES_PER_RECORDED_SPIKE`),
-  with ``S · n_steps · n · p`` spikes for ``S`` presentations of ``n`` neurons, ``p = ½ ·
-  min(1, input_max_rate · dt)`` spikes per neuron and step, plus 8 bytes per count and sample;
-- the encoded input of a task's longest call (all its supervised or consolidation epochs, encoded before
-  the call is split into runs) and the test input spikes of every task, drawn once and kept for the
-  whole run, `BYTES_PER_ENCODED_SPIKE` each;
-- the encoder's dense temporaries: ``(n_steps + 1) · n_0 · 17`` bytes per sample of one encoding
-  call (the regular encoder; the Poisson encoders work in chunks of at least one sample of
-  ``n_steps · n_0 · 5`` bytes);
+  sets; longer ones are split into runs of `samples_per_run`, at most ``RUN_BUDGET_BYTES``): input
+  spikes (`BYTES_PER_INPUT_SPIKE`) and recorded spikes (`BYTES_PER_RECORDED_SPIKE`), with ``S · n_steps
+  · n · p`` spikes for ``S`` presentations of ``n`` neurons, ``p = ½ · min(1, input_max_rate · dt)``
+  spikes per neuron and step, plus 8 bytes per count and sample. Nothing of a call is held beyond its
+  current run: the input is encoded a run at a time (`data.lazy_input.LazyInput`: each run's samples
+  just before it starts; the test sets re-encoded from their generator state at every evaluation),
+  and each run's recorded spikes are written to the run file when it ends (`SimNetwork.present`'s
+  ``on_run``);
+- the encoder's dense temporaries, for one run's samples: the encoders work in chunks of about
+  ``_ENCODER_CHUNK_BYTES`` (at least one sample, ``(n_steps + 1) · n_0 · 17`` bytes), a few such arrays
+  alive at once, plus the run's intensities and phases (``2 · S · n_0 · 8``);
+- the per-sample arrays of a task's longest call (its presentation order, epochs and labels, its
+  scores): ``(40 + 16 · n_out)`` bytes per presentation of all its epochs;
 - the tasks' data (``n_tasks · (train + test) · n_0 · 8``) and the accuracy matrix (``n_tasks² ·
   8``, three copies);
 - `BASELINE_BYTES` for the interpreter and the imported libraries.
@@ -53,8 +57,6 @@ BYTES_PER_SHARED_WEIGHT = 16
 BYTES_PER_NEURON = 96
 """Bytes per simulated neuron (every copy): its state variables, refractoriness and spike space in
 Brian2, the monitors' counters and the per-batch count and rate arrays."""
-BYTES_PER_ENCODED_SPIKE = 24
-"""Bytes per encoded input spike (`data.encoders.SpikeTrains`: sample, step, neuron as int64)."""
 BYTES_PER_INPUT_SPIKE = 100
 """Bytes per input spike of one run: the encoded trains (3 × int64), their concatenation, the
 sorted flat index, step and order arrays handed to Brian2, and Brian2's own copy."""
@@ -63,8 +65,11 @@ BYTES_PER_RECORDED_SPIKE = 80
 headroom), the drained (sample, step, neuron) arrays and the recorder's sorted copy."""
 BASELINE_BYTES = 600 * 2**20
 """Python with Brian2, numba, scipy, h5py and the data set loaded."""
-RUN_BUDGET_BYTES = 2 * 2**30
-"""Estimated bytes of input and recorded spikes one Brian2 run may hold (`samples_per_run`)."""
+RUN_BUDGET_BYTES = 2**29
+"""Estimated bytes of input and recorded spikes one Brian2 run may hold (`samples_per_run`): a long call is
+split into runs of this size (bit-identical results), so a run's peak follows it, not the call's length."""
+_ENCODER_CHUNK_BYTES = 64 * 2**20
+"""The dense arrays of one encoding chunk (`data.encoders`: ``_CHUNK_BYTES``)."""
 
 
 class MemoryEstimateError(ValueError):
@@ -117,8 +122,7 @@ def estimate_run_memory(spec, lateral, *, n_tasks: int, n_train: int, n_test: in
     epochs, consolidation_epochs : int
         Supervised and lateral-only epochs per task.
     encoder : str
-        Input encoder (``"poisson"`` and ``"refractory-poisson"`` encode in bounded chunks, the
-        others all samples of a call at once).
+        Input encoder (each encodes a run's samples at a time, in bounded chunks).
     record_spikes : bool
         Whether every spike is kept for the run file.
     test_run_samples : int, optional
@@ -132,7 +136,6 @@ def estimate_run_memory(spec, lateral, *, n_tasks: int, n_train: int, n_test: in
     """
     sizes = [int(n) for n in spec.layer_sizes]
     batch, n_in, n_steps = int(spec.batch_size), sizes[0], int(spec.n_steps)
-    p = 0.5 * min(1.0, float(spec.input_max_rate * spec.dt))   # spikes per neuron and step
     parts = []
 
     from hlopsim.sim.propagation import choose_propagation
@@ -169,7 +172,7 @@ def estimate_run_memory(spec, lateral, *, n_tasks: int, n_train: int, n_test: in
 
     limit = epochs * n_train if test_run_samples is None else test_run_samples
     cap = samples_per_run(spec, record_spikes)    # `SimNetwork.present` splits longer runs
-    runs = [(run_bytes(min(cap, epochs * n_train)), "the largest training run (all epochs of a task)",
+    runs = [(run_bytes(min(cap, epochs * n_train)), "the largest training run",
              "protocol.epochs or data.train_size"),
             (run_bytes(min(cap, consolidation_epochs * n_train)), "the consolidation run of a task",
              "lateral.consolidation_epochs"),
@@ -182,20 +185,15 @@ def estimate_run_memory(spec, lateral, *, n_tasks: int, n_train: int, n_test: in
         key += ", network.hidden, or set sim.record_spikes = false"
     parts.append((what, int(size), key))
 
-    # A task's input is encoded for all its epochs before `SimNetwork.present` splits it into runs.
-    longest = max(epochs, consolidation_epochs) * float(n_train)
-    encoded = longest * (n_steps * n_in * p * BYTES_PER_ENCODED_SPIKE + 32)
-    key = "lateral.consolidation_epochs" if consolidation_epochs > epochs else "protocol.epochs or data.train_size"
-    parts.append(("the encoded input of a task's longest call", int(encoded), key))
-
-    test_spikes = float(n_tasks) * n_test * n_steps * n_in * p * BYTES_PER_ENCODED_SPIKE
-    parts.append(("the test input spikes of every task", int(test_spikes), "protocol.tasks or data.test_size"))
-
-    if encoder in ("poisson", "refractory-poisson"):   # chunked, at least one sample at a time
-        dense = max(64 * 2**20, float(n_steps) * n_in * 5)
-    else:                                              # one dense array for all samples of a call
-        dense = float(max(n_train, n_test)) * (n_steps + 1) * n_in * 17
+    # The input is encoded a run at a time (`LazyInput`): a few chunk-sized dense arrays (at least one
+    # sample each), and the run's intensities and phases.
+    dense = 3 * max(_ENCODER_CHUNK_BYTES, (n_steps + 1.0) * n_in * 17) + 2 * 8.0 * min(cap, max(
+        epochs * n_train, consolidation_epochs * n_train, n_test)) * n_in
     parts.append(("the input encoder's temporary arrays", int(dense), "network.presentation or network.dt"))
+
+    longest = max(epochs, consolidation_epochs) * float(n_train)   # presentations of a task's longest call
+    key = "lateral.consolidation_epochs" if consolidation_epochs > epochs else "protocol.epochs or data.train_size"
+    parts.append(("the per-sample arrays of a task's longest call", int(longest * (40 + 16 * sizes[-1])), key))
 
     parts.append(("the tasks' data", int(float(n_tasks) * (n_train + n_test) * n_in * 8), "protocol.tasks"))
     parts.append(("the accuracy matrix", int(3 * 8 * float(n_tasks) ** 2), "protocol.tasks"))

@@ -1,7 +1,6 @@
 """Every bundled continual-learning protocol is listed in the CLI's help and runs end to end with the tiny
 overrides of `cli_helpers.TINY` (numpy target; the protocol's own number of hidden layers, data set,
-task builder and heads are kept). permuted-digits is the session's `cli_helpers.tiny_runs` file (the same
-command), not run again. ``subspace-convergence`` has its own keys and its own test
+task builder and heads are kept). ``subspace-convergence`` has its own keys and its own test
 (tests/test_subspace_protocol.py)."""
 from __future__ import annotations
 
@@ -12,7 +11,7 @@ import pytest
 import hlopsim as hs
 from hlopsim.protocols.experiment.config import BUNDLED, load_protocol
 
-from cli_helpers import TINY, cli_command, cli_env, tiny_runs
+from cli_helpers import TINY, cli_command, cli_env
 
 CONTINUAL = [name for name in BUNDLED if load_protocol(name)["protocol"]["kind"] == "continual"]
 
@@ -33,7 +32,7 @@ def test_the_help_lists_every_bundled_protocol():
 
 
 @pytest.mark.parametrize("protocol", CONTINUAL)
-def test_each_bundled_protocol_runs(tmp_path, tmp_path_factory, protocol):
+def test_each_bundled_protocol_runs(tmp_path, protocol):
     config = load_protocol(protocol)
     if config["data"]["dataset"] == "mnist-5k":
         try:
@@ -44,19 +43,16 @@ def test_each_bundled_protocol_runs(tmp_path, tmp_path_factory, protocol):
     # TINY sizes one hidden layer; keep the protocol's depth (its per-layer lateral lists must fit it)
     depth = ["--set", f"network.hidden={[16] * (layers - 1)}", "--set", f"lateral.first_task={[4] * layers}",
              "--set", f"lateral.per_task={[2] * layers}"]
-    if len(config["lateral"]["hebbian_rate"]) != layers:
-        pytest.fail(f"{protocol}: lateral.hebbian_rate has {len(config['lateral']['hebbian_rate'])} values for "
-                    f"{layers} weight layers")
-    if protocol == "permuted-digits":   # TINY fits its one hidden layer; tiny_runs ran exactly this
-        assert layers == 2
-        path = tiny_runs(tmp_path_factory.getbasetemp()) / "hlop.h5"
-    else:
-        path = tmp_path / "p.h5"
-        done = subprocess.run(cli_command("run", protocol, "--method", "hlop", "--out", str(path), *TINY, *depth,
-                                          "--set", "data.test_size=200"),
-                              capture_output=True, text=True, env=cli_env(), cwd=tmp_path, timeout=300)
-        assert done.returncode == 0, done.stderr
-        assert "unsettled" not in done.stderr.lower(), done.stderr
+    for key in ("first_task", "per_task", "hebbian_rate", "spiking_hebbian_rate"):
+        # at most one entry per weight layer (a shorter list repeats its last entry for the deeper layers)
+        if not 1 <= len(config["lateral"][key]) <= layers:
+            pytest.fail(f"{protocol}: lateral.{key} has {len(config['lateral'][key])} values for {layers} weight layers")
+    path = tmp_path / "p.h5"
+    done = subprocess.run(cli_command("run", protocol, "--method", "hlop", "--out", str(path), *TINY, *depth,
+                                      "--set", "data.test_size=200"),
+                          capture_output=True, text=True, env=cli_env(), cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "unsettled" not in done.stderr.lower(), done.stderr
     with hs.open_run(path) as run:
         assert run.complete and run.protocol == protocol
         assert run.n_neurons("input") == (784 if config["data"]["dataset"] == "mnist-5k" else 64)

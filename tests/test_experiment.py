@@ -195,3 +195,20 @@ def test_a_refractory_model_resumes_bit_for_bit(tmp_path):
     assert a.keys() == b.keys()
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_lateral_lists_shorter_than_the_network_repeat_their_last_entry():
+    """The bundled lists name two weight layers; a deeper network takes their last entry for the others
+    (what the run file stores), and a list longer than the network is refused in one line."""
+    from hlopsim.protocols.experiment.config import ConfigError, Experiment, apply_overrides, load_protocol
+
+    base = load_protocol("permuted-digits")
+    deep = Experiment.from_config(apply_overrides(base, ["network.hidden=[16,16,16]"]))
+    assert deep.config["lateral"]["first_task"] == [16, 32, 32, 32]
+    assert deep.config["lateral"]["hebbian_rate"] == ["16 Hz", "6 Hz", "6 Hz", "6 Hz"]
+    spec = deep.method("hlop").lateral
+    assert spec.first_task == (16, 32, 32, 32) and spec.per_task == (10, 20, 20, 20)
+    shallow = Experiment.from_config(apply_overrides(base, ["network.hidden=[16]"]))
+    assert shallow.config["lateral"]["per_task"] == [10, 20]              # as given when it fits
+    with pytest.raises(ConfigError, match=r"lateral.first_task \(4, 4, 4\), lateral.per_task \(10, 20\).*same number"):
+        Experiment.from_config(apply_overrides(base, ["network.hidden=[16]", "lateral.first_task=[4,4,4]"]))

@@ -148,7 +148,7 @@ def test_memory_estimate_has_no_per_copy_lateral_synapses_on_the_shared_path():
     assert parts["brian2"]["lateral circuit synapses"] > 50 * parts["auto"]["lateral circuit weights"]
 
 
-def test_cli_runs_are_identical_with_either_path_and_bad_paths_get_one_line(tmp_path):
+def test_cli_runs_are_identical_with_either_path(tmp_path):
     """`sim.propagation` in a protocol: a whole HLOP run file is bit-identical on the numpy target."""
     for path in ("auto", "brian2"):
         proc = subprocess.run(cli_command("run", "permuted-digits", "--method", "hlop", "--out", str(tmp_path / f"{path}.h5"),
@@ -156,11 +156,14 @@ def test_cli_runs_are_identical_with_either_path_and_bad_paths_get_one_line(tmp_
                               capture_output=True, text=True, cwd=tmp_path, env=cli_env(), timeout=300)
         assert proc.returncode == 0, proc.stderr
     assert_same_run_files(tmp_path / "auto.h5", tmp_path / "brian2.h5")
-    for setting, expected in (('sim.propagation="fast"', "sim.propagation = 'fast'"),
-                              ('lateral.neuron="spiking"', "propagation = 'shared' for the lateral circuits")):
-        proc = subprocess.run(cli_command("run", "permuted-digits", "--method", "hlop", "--out", str(tmp_path / "bad.h5"),
-                                          *TINY, "--set", 'sim.propagation="shared"', "--set", setting),
-                              capture_output=True, text=True, cwd=tmp_path, env=cli_env(), timeout=300)
-        assert proc.returncode == 2 and expected in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, \
-            proc.stderr
-        assert not (tmp_path / "bad.h5").exists()
+
+
+@pytest.mark.parametrize("setting, expected", [('sim.propagation="fast"', "sim.propagation = 'fast'"),
+                                               ('lateral.neuron="spiking"', "propagation = 'shared' for the lateral")])
+def test_bad_paths_are_one_line_config_errors(setting, expected):
+    from hlopsim.protocols.experiment.config import ConfigError, Experiment, apply_overrides, load_protocol
+
+    config = apply_overrides(load_protocol("permuted-digits"), ['sim.propagation="shared"', setting])
+    with pytest.raises(ConfigError, match=expected) as caught:
+        Experiment.from_config(config).method("hlop")
+    assert "\n" not in str(caught.value)

@@ -182,10 +182,11 @@ def test_malformed_subspace_neuron_equations_are_value_errors():
 def test_spiking_circuit_from_the_protocol_configuration():
     """``--set lateral.neuron='"spiking"'``: the permuted-digits settings build and run the spiking circuits."""
     from hlopsim.models.from_config import lateral_spec as spec_from_config, network_spec
-    from hlopsim.protocols.experiment.config import apply_overrides, load_protocol
+    from hlopsim.protocols.experiment.config import Experiment, apply_overrides, load_protocol
 
-    config = apply_overrides(load_protocol("permuted-digits"),
-                             ['lateral.neuron="spiking"', 'lateral.rate_scale="250 Hz"', "network.batch_size=16"])
+    config = Experiment.from_config(apply_overrides(   # the [lateral] lists extended to the network's depth
+        load_protocol("permuted-digits"),
+        ['lateral.neuron="spiking"', 'lateral.rate_scale="250 Hz"', "network.batch_size=16"])).config
     lateral = spec_from_config(config["lateral"])
     assert lateral.neuron == "spiking" and lateral.rate_scale == 250 * Hz and lateral.trace_tau == 200 * ms
     with pytest.raises(ValueError, match="lateral.rate_scale"):

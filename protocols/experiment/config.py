@@ -125,6 +125,27 @@ def resolve(raw: dict, source: str = "configuration") -> dict:
 #: ``[network]`` keys that take one value for every weight layer or a list of one per weight layer.
 PER_LAYER_KEYS = ("synapse", "tau_syn", "tau_e", "tau_i", "E_e", "E_i", "delay")
 
+#: ``[lateral]`` keys with one entry per weight layer (input layer first). A list shorter than the
+#: network's weight layers repeats its last entry (the value of the hidden layers), so a deeper network
+#: runs with the protocol's lists as they are.
+LATERAL_PER_LAYER_KEYS = ("first_task", "per_task", "hebbian_rate", "spiking_hebbian_rate")
+
+
+def _lateral_lists_per_layer(config: dict) -> dict:
+    """``config`` (resolved, changed in place and returned) with every `LATERAL_PER_LAYER_KEYS` list shorter
+    than ``len(network.hidden) + 1`` extended by repeating its last entry; longer lists stay (and are refused
+    where the method meets the network). Applied once the overrides are in (`Experiment.from_config`), so
+    the run file stores the lists the run used."""
+    hidden = config.get("network", {}).get("hidden")
+    if not isinstance(hidden, list) or "lateral" not in config:
+        return config
+    layers = len(hidden) + 1
+    for key in LATERAL_PER_LAYER_KEYS:
+        value = config["lateral"].get(key)
+        if isinstance(value, list) and 0 < len(value) < layers:
+            config["lateral"][key] = value + [value[-1]] * (layers - len(value))
+    return config
+
 
 def _accepts(section: str, key: str, default, value) -> bool:
     """Whether ``value`` may replace ``default`` (same kind; a per-layer key also takes a list of that kind)."""
@@ -261,7 +282,7 @@ class Experiment:
         ConfigError
             Naming the key, the value and what is expected.
         """
-        config = resolve(config)
+        config = _lateral_lists_per_layer(resolve(config))
         proto, data, tasks, learn, sim = (config[s] for s in ("protocol", "data", "tasks", "learning", "sim"))
         for key in ("tasks", "epochs"):
             if proto[key] < 1:

@@ -28,6 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from hlopsim.data.encoders import SpikeTrains, poisson_encode, regular_encode
+from hlopsim.data.lazy_input import LazyInput
 from hlopsim.protocols.metrics import summarize
 
 #: Input encoders by name (`hlopsim.data.encoders`): "regular" (evenly spaced, one phase for all),
@@ -96,15 +97,6 @@ def group_test_sets(sizes: list[int], limit: int) -> list[list[int]]:
             groups.append([index])
             total = size
     return groups
-
-
-def concat_spikes(trains: list[SpikeTrains]) -> SpikeTrains:
-    """Spike trains of several sample sets, one after the other."""
-    offsets = np.cumsum([0] + [t.n_samples for t in trains])
-    return SpikeTrains(sample=np.concatenate([t.sample + o for t, o in zip(trains, offsets)]),
-                       step=np.concatenate([t.step for t in trains]),
-                       neuron=np.concatenate([t.neuron for t in trains]),
-                       n_samples=int(offsets[-1]), n_neurons=trains[0].n_neurons, n_steps=trains[0].n_steps)
 
 
 def output_heads(tasks: Sequence) -> tuple[int, list[slice | None]]:
@@ -440,24 +432,30 @@ def run_tasks(tasks: Sequence, network=None, method="hlop", *, epochs: int = 3, 
                      propagation=propagation)
     rate_hz, dt_s, n_steps = float(spec.input_max_rate / Hz), float(spec.dt / second), spec.n_steps
 
-    def encode(x):
+    def encode(x, rng):
         # the random encoders draw from spike_rng (seeded, checkpointed); "regular" and "latency" draw nothing
         from hlopsim.data.encoders import latency_encode, random_phase_encode, refractory_poisson_encode
         x = np.asarray(x, dtype=np.float64)
         if encoder == "regular":
             return regular_encode(x, rate_hz, dt_s, n_steps)
         if encoder == "random-phase":
-            return random_phase_encode(x, rate_hz, dt_s, n_steps, spike_rng)
+            return random_phase_encode(x, rate_hz, dt_s, n_steps, rng)
         if encoder == "refractory-poisson":
-            return refractory_poisson_encode(x, rate_hz, dt_s, n_steps, spec.dead_steps, spike_rng)
+            return refractory_poisson_encode(x, rate_hz, dt_s, n_steps, spec.dead_steps, rng)
         if encoder == "latency":
             return latency_encode(x, n_steps)
-        return poisson_encode(x, rate_hz, dt_s, n_steps, spike_rng)
+        return poisson_encode(x, rate_hz, dt_s, n_steps, rng)
 
-    # The test spikes are drawn once, so every evaluation sees exactly the same input. Consecutive
-    # test sets share one Brian2 run, as many as fit in `limit`.
+    def encoded(pieces, repeat=False):
+        # The samples of a call, encoded a Brian2 run at a time as `SimNetwork.present` starts each run
+        # (`LazyInput`): the same spikes, in the same order from spike_rng, as encoding them all here.
+        return LazyInput(pieces, encode, n_steps, spike_rng, repeat=repeat)
+
+    # The test spikes are drawn once, so every evaluation sees exactly the same input (each test group
+    # re-encoded from the generator state it was drawn with). Consecutive test sets share one Brian2
+    # run, as many as fit in `limit`.
     test_groups = group_test_sets([len(t.y_test) for t in tasks], limit=limit)
-    test_spikes = [concat_spikes([encode(tasks[j].x_test) for j in group]) for group in test_groups]
+    test_spikes = [encoded([(tasks[j].x_test, None) for j in group], repeat=True) for group in test_groups]
 
     recorder, first_task = None, 0
     R = np.full((n_tasks, n_tasks), np.nan)
@@ -541,7 +539,7 @@ def run_tasks(tasks: Sequence, network=None, method="hlop", *, epochs: int = 3, 
             labels = train.y[order]
             masks = None if train.mask is None else train.mask[order]
             epoch = np.repeat(np.arange(epochs), len(train.y))
-            spikes = concat_spikes([encode(train.x[o]) for o in orders])
+            spikes = encoded([(train.x, o) for o in orders])
 
             def on_batch(batch):
                 valid = batch.valid
@@ -560,33 +558,57 @@ def run_tasks(tasks: Sequence, network=None, method="hlop", *, epochs: int = 3, 
                 losses.append(loss)
                 return True
 
+            def record_train(first, activity):
+                # each Brian2 run's presentations are a block of the run file as soon as the run ends
+                if recorder is not None:
+                    rows = order[first:first + len(activity.scores)]
+                    recorder.append_block({"task": train.task[rows], "stage": index,
+                                           "epoch": epoch[first:first + len(rows)], "phase": "train",
+                                           "trial": train.row[rows], "label": train.y[rows]}, activity.spikes,
+                                          n_steps, states=states_of(activity))
+
             tick = time.perf_counter()
-            activity = net.present(spikes, on_batch=on_batch, progress=bar, record_states=records("train", index))
+            net.present(spikes, on_batch=on_batch, progress=bar, record_states=records("train", index),
+                        on_run=record_train)
             train_seconds += time.perf_counter() - tick
             train_samples += len(order)
-            if recorder is not None:
-                recorder.append_block({"task": train.task[order], "stage": index, "epoch": epoch, "phase": "train",
-                                       "trial": train.row[order], "label": labels}, activity.spikes, n_steps,
-                                      states=states_of(activity))
             if n_consolidation:
                 # Lateral plasticity only, on the task's final representation (weights fixed).
                 orders = [order_rng.permutation(len(y_train)) for _ in range(n_consolidation)]
                 order = np.concatenate(orders)
+                consolidation_epoch = epochs + np.repeat(np.arange(n_consolidation), len(y_train))
+
+                def record_consolidation(first, activity):
+                    if recorder is not None:
+                        rows = slice(first, first + len(activity.scores))
+                        recorder.append_block({"task": index, "stage": index, "epoch": consolidation_epoch[rows],
+                                               "phase": "consolidate", "trial": order[rows],
+                                               "label": y_train[order[rows]]},
+                                              activity.spikes, n_steps, states=states_of(activity))
+
                 tick = time.perf_counter()
-                activity = net.present(concat_spikes([encode(x_train[o]) for o in orders]), progress=bar,
-                                       record_states=records("consolidate", index))
+                net.present(encoded([(x_train, o) for o in orders]), progress=bar,
+                            record_states=records("consolidate", index), on_run=record_consolidation)
                 train_seconds += time.perf_counter() - tick
                 train_samples += len(order)
-                if recorder is not None:
-                    recorder.append_block({"task": index, "stage": index,
-                                           "epoch": epochs + np.repeat(np.arange(n_consolidation), len(y_train)),
-                                           "phase": "consolidate", "trial": order, "label": y_train[order]},
-                                          activity.spikes, n_steps, states=states_of(activity))
             method.end_task(net, index)
             net.set_lateral_learning(False)
 
             for group, spikes_group in zip(test_groups, test_spikes):
-                activity = net.present(spikes_group, progress=bar, record_states=records("test", index))
+                group_task = np.concatenate([np.full(len(tasks[j].y_test), j) for j in group])
+                group_trial = np.concatenate([np.arange(len(tasks[j].y_test)) for j in group])
+                group_label = np.concatenate([np.asarray(tasks[j].y_test) for j in group])
+
+                def record_test(first, activity):
+                    if recorder is not None:
+                        rows = slice(first, first + len(activity.scores))
+                        recorder.append_block({"task": group_task[rows], "stage": index, "epoch": -1,
+                                               "phase": "test", "trial": group_trial[rows],
+                                               "label": group_label[rows]},
+                                              activity.spikes, n_steps, states=states_of(activity))
+
+                activity = net.present(spikes_group, progress=bar, record_states=records("test", index),
+                                       on_run=record_test)
                 start = 0
                 for j in group:
                     y_test = np.asarray(tasks[j].y_test)
@@ -596,12 +618,6 @@ def run_tasks(tasks: Sequence, network=None, method="hlop", *, epochs: int = 3, 
                         scores = scores[:, heads[j]]
                     R[index, j] = 100.0 * (np.argmax(scores, axis=1) == y_test).mean()
                     start = stop
-                if recorder is not None:
-                    recorder.append_block({"task": np.concatenate([np.full(len(tasks[j].y_test), j) for j in group]),
-                                           "stage": index, "epoch": -1, "phase": "test",
-                                           "trial": np.concatenate([np.arange(len(tasks[j].y_test)) for j in group]),
-                                           "label": np.concatenate([np.asarray(tasks[j].y_test) for j in group])},
-                                          activity.spikes, n_steps, states=states_of(activity))
             if recorder is not None:
                 for layer, weights in zip(spec.weight_names, net.weights):
                     recorder.write_weights(layer, index, weights)
