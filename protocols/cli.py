@@ -186,15 +186,19 @@ def _resume_target(path: Path) -> tuple[Path, Path, bool]:
     (``<target>.new``, which is renamed over ``<target>`` when complete). ``--resume F`` continues
     ``F.new`` when an interrupted ``--overwrite`` left a resumable one (the newest attempt at ``F``),
     else ``F``; ``--resume F.new`` continues ``F.new``."""
-    from hlopsim.sim.runfile import RunFileError, open_run, pending_path, read_checkpoint
+    from hlopsim.sim.runfile import RunFileError, being_written, open_run, pending_path, read_checkpoint
     from hlopsim.sim.runfile.schema import REPLACES_ATTR
     working = path
     if pending_path(path).is_file():
+        if being_written(pending_path(path)):     # refused by the caller; a file being written is not read
+            return path, pending_path(path), False
         try:
             read_checkpoint(pending_path(path))
             working = pending_path(path)
         except RunFileError:
             pass
+    if being_written(working):                    # as above: its blocks may land between our reads
+        return path, working, False
     try:
         with open_run(working) as run:
             replaces = run.attrs.get(REPLACES_ATTR)

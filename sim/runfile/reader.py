@@ -258,6 +258,12 @@ class RunFile:
             raise self.error(f"cannot be read (truncated or damaged?): {_one_line(err)}") from None
         try:
             self._validate()
+        except (OSError, RuntimeError, KeyError) as err:
+            # h5py's errors for metadata it cannot follow: a damaged file, or one another process is
+            # writing right now (its blocks land between our reads)
+            self.close()
+            raise self.error(f"cannot be read (damaged, or being written by another process?): "
+                             f"{_one_line(err)}") from None
         except BaseException:
             self.close()
             raise
