@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from cli_helpers import PROJECT, cli_env, load_benchmark
 
@@ -12,6 +13,7 @@ VARIANTS = ["(a) one process, batch 64", "one process, batch 32", "(b) 2 workers
             "(c) 2 workers × 32, no exchange", "(c) by CPU time (each worker a free core)"]
 
 
+@pytest.mark.slow   # a benchmark's end-to-end run (seconds to tens of seconds); the fast tier keeps its parts
 def test_quick_run_prints_every_variant_and_the_ratios():
     done = subprocess.run([sys.executable, SCRIPT, "--quick", "--target", "numpy"], capture_output=True, text=True,
                           env=cli_env(), timeout=300)

@@ -79,6 +79,7 @@ def test_crossover_interpolates_log_log():
     assert bench.crossover([(0.1, 0.5), (0.05, 0.9)]).startswith("never")
 
 
+@pytest.mark.slow   # a benchmark's end-to-end run (seconds to tens of seconds); the fast tier keeps its parts
 def test_quick_run_prints_the_table_and_density_falls_with_the_scale():
     done = subprocess.run([sys.executable, SCRIPT, "--quick", "--target", "numpy"], capture_output=True, text=True,
                           env=cli_env(), timeout=600)
