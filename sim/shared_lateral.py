@@ -135,33 +135,6 @@ def hebbian_step(H, HT, x, y, xhat, first, stop, step, acc):
             HT[j, i] = H[i, j]
 
 
-@numba.njit(cache=True, fastmath=False)
-def frozen_residual(H, HT, x, n_frozen, y, out):
-    """``out = x − H_oldᵀ (H_old x)`` per copy with ``H_old`` the first ``n_frozen`` rows, in place.
-
-    The neural projection's residual (`sim.lateral_base.SharedSubspaceWeights.residual`): ``y = H_old x``
-    and the frozen feedback summed as `subspace_activity` sums them, then subtracted from ``x``.
-    """
-    copies, n = x.shape
-    for c in range(copies):
-        for i in range(n_frozen):
-            y[c, i] = 0.0
-        for j in range(n):
-            xj = x[c, j]
-            if xj != 0.0:
-                for i in range(n_frozen):
-                    y[c, i] += HT[j, i] * xj
-        for j in range(n):
-            out[c, j] = 0.0
-        for i in range(n_frozen):
-            yi = y[c, i]
-            if yi != 0.0:
-                for j in range(n):
-                    out[c, j] += H[i, j] * yi
-        for j in range(n):
-            out[c, j] = x[c, j] - out[c, j]
-
-
 def subspace_activity_numpy(H, x, rows):
     """Numpy twin of `subspace_activity`, summed as Brian2's numpy target sums the synapses of `sim.lateral`
     (``bincount`` over synapses laid out (copy, neuron, input)); returns ``(y, xhat)`` of shapes (C, rows), (C, n)."""
@@ -288,9 +261,10 @@ class SharedGradedLateralCircuit(SharedSubspaceWeights):
     def _residual_now(self) -> np.ndarray:
         """``x − H_oldᵀ(H_old x)`` of every simulated copy, on the complete ``x`` of the presentation."""
         x = self._x_now(self.simulated)
-        out = np.empty_like(x)
-        frozen_residual(self.H, self._HT, x, self.n_frozen, self._y, out)
-        return out.ravel()
+        feedback = np.empty_like(x)
+        # y = H_old x and the frozen rows' feedback H_oldᵀ y: the activity pass over the first n_frozen rows
+        subspace_activity(self.H, self._HT, x, self.n_frozen, self._y, feedback)
+        return (x - feedback).ravel()
 
     # -- what the base class writes into the simulation ----------------------------------------------
     def _write_flags(self) -> None:
