@@ -297,11 +297,6 @@ class GradedLateralCircuit(SharedSubspaceWeights):
         if self._plastic_step(self.decorrelation_update):
             self._update_decorrelation()
 
-    def _plastic_step(self, operation: NetworkOperation) -> bool:
-        """True when some neuron learns and ``operation``'s lateral step lies inside the plasticity window."""
-        return bool(self._plastic.any()) and \
-            float(operation.clock.t / second) - self._t_start > self._open_after
-
     def _residual_now(self):
         """``x − xhat_old`` after one more step of the pathways ``y = Hx`` and ``xhat_old = H_oldᵀ y``.
 

@@ -32,6 +32,7 @@ residual of a circuit in which only the frozen neurons are active: ``a_âŠ¥ = a â
 from __future__ import annotations
 
 import numpy as np
+from brian2 import second
 
 from hlopsim.sim.kernels import project_out, reduce_shared_weights
 from hlopsim.sim.row_measures import row_deviation
@@ -149,6 +150,11 @@ class SharedSubspaceWeights:
     def grown_H(self) -> np.ndarray:
         """Rows of all grown neurons, shape (n_grown, n)."""
         return self.H[: self.n_grown]
+
+    def _plastic_step(self, operation) -> bool:
+        """True when some neuron learns and ``operation``'s lateral step lies inside the plasticity window
+        (graded circuits: ``_t_start`` is the presentation's start and ``_open_after`` the window's opening, s)."""
+        return bool(self._plastic.any()) and float(operation.clock.t / second) - self._t_start > self._open_after
 
     # -- the neural projection ------------------------------------------------------------------
     def residual(self) -> np.ndarray:

@@ -253,11 +253,6 @@ class SharedGradedLateralCircuit(SharedSubspaceWeights):
         subspace_activity(self.H, self._HT, x, self.n_grown, y, xhat)
         hebbian_step(self.H, self._HT, x, y, xhat, int(plastic[0]), int(plastic[-1]) + 1, self._step_size, self._acc)
 
-    def _plastic_step(self, operation: NetworkOperation) -> bool:
-        """True when some neuron learns and ``operation``'s lateral step lies inside the plasticity window."""
-        return bool(self._plastic.any()) and \
-            float(operation.clock.t / second) - self._t_start > self._open_after
-
     def _residual_now(self) -> np.ndarray:
         """``x − H_oldᵀ(H_old x)`` of every simulated copy, on the complete ``x`` of the presentation."""
         x = self._x_now(self.simulated)
