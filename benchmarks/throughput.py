@@ -14,12 +14,14 @@ Prints samples/s of each and the ratios; exit code 0. Usage::
                                     [--net 64-128-128-10|64-128-10|64-256-256-10|64-800-800-10|784-800-800-10]
                                     [--methods hlop,finetune]
                                     [--propagation auto|shared|brian2 | --compare-propagation] [--profile]
+                                    [--threads 1,2]
 
 ``--net`` picks a network size (`NETS`: the authors' subspace sizes, T = 20 steps for the larger ones;
 784-800-800-10 on the bundled MNIST subset); ``--compare-propagation`` times every method with
 shared-matrix and with Brian2-synapse propagation of the weight layers and lateral circuits
 (`sim.propagation`, `sim.shared_lateral`) back to back in this one process and prints their ratio
-(``--naive-samples 0`` skips the naive loop). The header line gives the process's peak resident memory
+(``--naive-samples 0`` skips the naive loop). ``--threads 1,2`` times every method with the hot kernels on
+1 and on 2 threads (`sim.threads`, `sim.threaded`) back to back and prints their ratio. The header line gives the process's peak resident memory
 (all variants timed; time one method for its own figure).
 """
 from __future__ import annotations
@@ -186,6 +188,8 @@ def main() -> None:
                         help="weight layers and lateral circuits on one shared matrix or Brian2 synapses (sim.propagation)")
     parser.add_argument("--compare-propagation", action="store_true",
                         help="time every method with shared and with brian2 propagation, back to back")
+    parser.add_argument("--threads", default="1", help="thread counts of the hot kernels (sim.threads) to time "
+                        "back to back, comma-separated (e.g. 1,2)")
     args = parser.parse_args()
 
     from hlopsim.data import load_dataset, load_digits
@@ -200,12 +204,20 @@ def main() -> None:
     x, y = digits.x_train[: args.samples], digits.y_train[: args.samples]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     paths = ["shared", "brian2"] if args.compare_propagation else [args.propagation]
+    thread_counts = [int(t) for t in args.threads.split(",") if t.strip()]
+    if not thread_counts or min(thread_counts) < 1:
+        parser.error(f"--threads {args.threads!r}: expected thread counts ≥ 1, comma-separated")
+    from hlopsim.sim.threaded import set_threads
     profiles = {path: Counter() for path in paths} if args.profile else {}
     rates = {}
     for method in methods:
         for path in paths:   # the paths of one method back to back: the machine's load changes slowly
-            rates[f"{method}/{path}"] = batched_rate(method, config, x, y, args.repeats,
-                                                     profiles.get(path) if method == "hlop" else None, path)
+            for threads in thread_counts:
+                used = set_threads(threads)
+                suffix = f"/{used}t" if len(thread_counts) > 1 else ""
+                profile = profiles.get(path) if method == "hlop" and threads == thread_counts[0] else None
+                rates[f"{method}/{path}{suffix}"] = batched_rate(method, config, x, y, args.repeats, profile, path)
+    set_threads(1)
     if args.naive_samples > 0:
         rates["naive"] = naive_rate(config, x[: args.naive_samples], y[: args.naive_samples])
     net = config["network"]
@@ -215,7 +227,15 @@ def main() -> None:
     print(f"{'variant':22s} {'train samples/s':>16s}" + (f" {'× naive':>8s}" if "naive" in rates else ""))
     for name, rate in rates.items():
         print(f"{name:22s} {rate:16.0f}" + (f" {rate / rates['naive']:8.1f}" if "naive" in rates else ""))
-    if args.compare_propagation:
+    if len(thread_counts) > 1:
+        for method in methods:
+            for path in paths:
+                base = rates[f"{method}/{path}/{set_threads(thread_counts[0])}t"]
+                for threads in thread_counts[1:]:
+                    key = f"{method}/{path}/{set_threads(threads)}t"
+                    print(f"{key}: {rates[key] / base:.2f} × {thread_counts[0]} thread(s)")
+        set_threads(1)
+    if args.compare_propagation and len(thread_counts) == 1:
         for method in methods:
             print(f"{method}: shared / brian2 = {rates[f'{method}/shared'] / rates[f'{method}/brian2']:.2f}")
     for path, profile in profiles.items():

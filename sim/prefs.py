@@ -11,7 +11,7 @@ from threadpoolctl import threadpool_limits
 TARGETS = ("numpy", "cython")
 
 
-def configure(target: str = "cython", *, log_level: str = "WARNING") -> None:
+def configure(target: str = "cython", *, threads: int | None = None, log_level: str = "WARNING") -> None:
     """Set Brian2's preferences for this process.
 
     Parameters
@@ -20,6 +20,9 @@ def configure(target: str = "cython", *, log_level: str = "WARNING") -> None:
         Code-generation target. ``numpy`` starts instantly (used by the fast tests); ``cython``
         compiles each code object once (a few seconds each, cached in ``~/.cython/brian_extensions``)
         and then runs faster per step.
+    threads : int, optional
+        Threads for the hot kernels of one run (`sim.threads`), capped at Numba's limit for this
+        process; results do not depend on it (`sim.threaded`). None: leave as it is (1 at start).
     log_level : str
         Brian2 console log level.
     """
@@ -32,6 +35,9 @@ def configure(target: str = "cython", *, log_level: str = "WARNING") -> None:
     brian2.prefs.core.default_float_dtype = brian2.float64
     # numpy has started OpenBLAS by now, so an environment variable would come too late.
     threadpool_limits(limits=1)
+    if threads is not None:
+        from hlopsim.sim.threaded import set_threads
+        set_threads(threads)
     # The lateral circuits deliberately run their units on a coarser clock than the spikes that
     # drive them (sim/lateral.py); Brian2 warns about every such pathway.
     brian2.BrianLogger.suppress_name("synapses_dt_mismatch")

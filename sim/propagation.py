@@ -41,6 +41,7 @@ from brian2 import NetworkOperation, second
 
 from hlopsim.models.neurons import NeuronModel
 from hlopsim.models.synapses import Conductance, Delta, ExpCurrent, SynapseModel
+from hlopsim.sim import threaded
 
 #: How a weight layer's spikes are propagated: ``"shared"`` (`SharedPropagation`), ``"brian2"`` (a Brian2
 #: ``Synapses`` holding every copy's weights) or ``"auto"`` (shared wherever `automatic_choice` says so).
@@ -207,4 +208,5 @@ class SharedPropagation:
         spikespace, n_pre, n_post = self._spikespace, self.n_pre, self.n_post
         if spikespace[-1]:
             for target, inc in self._targets:
-                propagate_spikes(spikespace, inc, target, n_pre, n_post)
+                (threaded.propagate_spikes if threaded.active() > 1 else propagate_spikes)(
+                    spikespace, inc, target, n_pre, n_post)

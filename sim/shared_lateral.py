@@ -32,6 +32,7 @@ import numpy as np
 from brian2 import NetworkOperation, Quantity, second
 
 from hlopsim.models.lateral import LateralSpec
+from hlopsim.sim import threaded
 from hlopsim.sim.lateral_base import SharedSubspaceWeights, simulated_copies
 
 #: How the lateral circuits are simulated: ``"shared"`` (`SharedGradedLateralCircuit`), ``"brian2"``
@@ -250,15 +251,17 @@ class SharedGradedLateralCircuit(SharedSubspaceWeights):
         plastic = np.flatnonzero(self._plastic)
         x = self._x_now(self.copies)
         y, xhat = self._y[: self.copies], self._xhat[: self.copies]
-        subspace_activity(self.H, self._HT, x, self.n_grown, y, xhat)
-        hebbian_step(self.H, self._HT, x, y, xhat, int(plastic[0]), int(plastic[-1]) + 1, self._step_size, self._acc)
+        many = threaded.active() > 1
+        (threaded.subspace_activity if many else subspace_activity)(self.H, self._HT, x, self.n_grown, y, xhat)
+        (threaded.hebbian_step if many else hebbian_step)(self.H, self._HT, x, y, xhat, int(plastic[0]), int(plastic[-1]) + 1, self._step_size, self._acc)
 
     def _residual_now(self) -> np.ndarray:
         """``x − H_oldᵀ(H_old x)`` of every simulated copy, on the complete ``x`` of the presentation."""
         x = self._x_now(self.simulated)
         feedback = np.empty_like(x)
         # y = H_old x and the frozen rows' feedback H_oldᵀ y: the activity pass over the first n_frozen rows
-        subspace_activity(self.H, self._HT, x, self.n_frozen, self._y, feedback)
+        (threaded.subspace_activity if threaded.active() > 1 else subspace_activity)(
+            self.H, self._HT, x, self.n_frozen, self._y, feedback)
         return (x - feedback).ravel()
 
     # -- what the base class writes into the simulation ----------------------------------------------

@@ -199,6 +199,36 @@ def test_multitask_records_which_task_each_training_sample_came_from(tmp_path):
         np.testing.assert_array_equal(seg["label"][rows], tasks[task].y_train[seg["trial"][rows]])
 
 
+def test_multitask_task_budget_draws_one_tasks_worth_from_every_seen_task(tmp_path):
+    """``multitask.samples = "task"``: each epoch of stage 1 presents 64 samples (task 1's size), drawn
+    without repeats from both tasks' 128, anew every epoch, each with its own task's label."""
+    config = tiny_config("protocol.epochs=2", "data.train_size=64", 'multitask.samples="task"', record=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run_protocol(config, "multitask", tmp_path / "multitask.h5", progress=False)
+    experiment = Experiment.from_config(config)
+    tasks = experiment.make_tasks(np.random.default_rng(np.random.SeedSequence(experiment.seed).spawn(4)[0]))
+    with open_run(tmp_path / "multitask.h5") as run:
+        seg = run.segments()
+    second = (seg["stage"] == 1) & (seg["phase"] == "train")
+    assert second.sum() == 2 * 64
+    drawn = []
+    for epoch in (0, 1):
+        rows = second & (seg["epoch"] == epoch)
+        pairs = set(zip(seg["task"][rows].tolist(), seg["trial"][rows].tolist()))
+        assert len(pairs) == 64 and {task for task, _ in pairs} == {0, 1}
+        drawn.append(pairs)
+        for task in (0, 1):
+            mine = rows & (seg["task"] == task)
+            np.testing.assert_array_equal(seg["label"][mine], tasks[task].y_train[seg["trial"][mine]])
+    assert drawn[0] != drawn[1]
+
+
+def test_multitask_samples_must_be_all_or_task():
+    with pytest.raises(ConfigError, match="multitask.samples = 'some'"):
+        Experiment.from_config(tiny_config('multitask.samples="some"'))
+
+
 # -- forward transfer --------------------------------------------------------------------------------
 def test_forward_transfer_and_learning_accuracy_by_hand():
     R = np.array([[90.0, 99.0, 12.0],

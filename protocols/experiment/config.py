@@ -29,6 +29,7 @@ HEADS = ("shared", "per-task")
 TARGETS = ("cython", "numpy")
 NEURONS = ("lif", "adaptive_lif", "izhikevich", "custom")
 BASIS_SIZES = ("threshold", "lateral")
+MULTITASK_SAMPLES = ("all", "task")
 
 #: Every section and key of a continual-learning protocol file, with its default value.
 SCHEMA: dict[str, dict] = {
@@ -50,7 +51,8 @@ SCHEMA: dict[str, dict] = {
     "gpm": {"threshold": 0.97, "basis_sizes": "threshold"},
     "ewc": {"strength": 100.0, "decay": 1.0},
     "replay": {"per_class": 10},
-    "sim": {"target": "cython", "record_spikes": True, "propagation": "auto"},
+    "multitask": {"samples": "all"},
+    "sim": {"target": "cython", "record_spikes": True, "propagation": "auto", "threads": 1},
     # state variables of a few neurons in a few presentations (`StateRecording`); no variables: none
     "record": {"variables": [], "neurons": [0, 1, 2, 3, 4], "presentations": 3, "phases": ["test"], "stages": [],
                "populations": []},
@@ -252,6 +254,8 @@ class Experiment:
     propagation : str
         ``sim.propagation``: weight layers and lateral circuits on one shared matrix (``"shared"``), as
         Brian2 synapses in every copy (``"brian2"``) or each where supported (``"auto"``); `SimNetwork`.
+    threads : int
+        ``sim.threads``: threads for one run's hot kernels (`sim.threaded`; results do not depend on it).
     record_states : StateRecording or None
         ``[record]``: state variables to record (None when ``record.variables`` is empty).
     config : dict
@@ -272,6 +276,7 @@ class Experiment:
     config: dict
     record_states: object = None
     propagation: str = "auto"
+    threads: int = 1
 
     @classmethod
     def from_config(cls, config: dict) -> "Experiment":
@@ -295,6 +300,8 @@ class Experiment:
         _one_of("sim.target", sim["target"], TARGETS)
         from hlopsim.sim.propagation import PROPAGATIONS, choose_propagation
         _one_of("sim.propagation", sim["propagation"], PROPAGATIONS)
+        if sim["threads"] < 1:
+            raise ConfigError(f"sim.threads = {sim['threads']} must be at least 1")
         _one_of("data.encoder", data["encoder"], ENCODERS)
         synapses = config["network"]["synapse"]
         for kind in synapses if isinstance(synapses, list) else [synapses]:
@@ -303,6 +310,7 @@ class Experiment:
         _one_of("tasks.heads", tasks["heads"], HEADS)
         _one_of("neuron.model", config["neuron"]["model"], NEURONS)
         _one_of("gpm.basis_sizes", config["gpm"]["basis_sizes"], BASIS_SIZES)
+        _one_of("multitask.samples", config["multitask"]["samples"], MULTITASK_SAMPLES)
         if not 0.0 < config["gpm"]["threshold"] <= 1.0:
             raise ConfigError(f"gpm.threshold = {config['gpm']['threshold']} must be in (0, 1]")
         if data["train_size"] < 0:
@@ -347,7 +355,8 @@ class Experiment:
                                       tuple(tuple(g) for g in classes), tasks["heads"]),
                    network=network, lr=float(learn["lr"]), logit_scale=float(learn["logit_scale"]),
                    target=sim["target"], record_spikes=sim["record_spikes"], config=config,
-                   record_states=_record_states(config["record"]), propagation=sim["propagation"])
+                   record_states=_record_states(config["record"]), propagation=sim["propagation"],
+                   threads=sim["threads"])
 
     def method(self, name: str):
         """A fresh method object by name, with this protocol's settings."""
@@ -370,7 +379,7 @@ class Experiment:
         if name == "replay":
             return Replay(per_class=per_class)
         if name == "multitask":
-            return Multitask()
+            return Multitask(samples=self.config.get("multitask", SCHEMA["multitask"])["samples"])
         if name in ("hlop", "hlop+replay"):
             if len(lateral["first_task"]) != n_layers:
                 raise ConfigError(f"lateral.first_task = {lateral['first_task']} (and per_task, hebbian_rate) must "

@@ -249,7 +249,8 @@ def run_tasks(tasks: Sequence, network=None, method="hlop", *, epochs: int = 3, 
               out=None, overwrite: bool = False, lr: float = 0.1, logit_scale: float = 10.0,
               encoder: str = "random-phase", record_spikes: bool = True, target: str | None = None,
               progress: bool = False, config: dict | None = None, name: str = "script",
-              test_run_samples: int | None = None, record_states=None, propagation: str = "auto") -> RunResult:
+              test_run_samples: int | None = None, record_states=None, propagation: str = "auto",
+              threads: int | None = None) -> RunResult:
     """Train ``tasks`` one after the other on a spiking network, evaluating every task after each.
 
     Parameters
@@ -285,6 +286,9 @@ def run_tasks(tasks: Sequence, network=None, method="hlop", *, epochs: int = 3, 
         Write every spike to the run file (otherwise counts, weights and accuracies only).
     target : {"cython", "numpy"}, optional
         Brian2 code generation (default: the current target, cython if none was chosen).
+    threads : int, optional
+        Threads for the run's hot kernels (`sim.threaded`; default: as set, 1 at start). The run file
+        does not depend on it.
     progress : bool
         Show a progress bar.
     config : dict, optional
@@ -350,7 +354,9 @@ def run_tasks(tasks: Sequence, network=None, method="hlop", *, epochs: int = 3, 
                          f"{list(lateral.first_task)}); the network has {len(spec.weight_names)} weight layers")
     n_consolidation = method.consolidation_epochs if method.uses_lateral else 0
     # Samples of each task's supervised run: the task's own, plus earlier tasks' rows for multitask and replay.
-    train_sizes = [sum(len(tasks[j].y_train) if rows is None else len(rows) for j, rows in method.training_rows(tasks, t))
+    # (per epoch: `epoch_samples` of them, drawn anew every epoch)
+    train_sizes = [method.epoch_samples(sum(len(tasks[j].y_train) if rows is None else len(rows)
+                                            for j, rows in method.training_rows(tasks, t)), len(tasks[t].y_train))
                    for t in range(n_tasks)]
     # Test sets share a Brian2 run up to this many samples (a supervised run's size: test memory does
     # not grow with the task count).
@@ -424,7 +430,8 @@ def run_tasks(tasks: Sequence, network=None, method="hlop", *, epochs: int = 3, 
                 raise RunFileError(f"{str(resume)!r}: lateral/{name}/H_after_task_{last} has shape {H.shape} or "
                                    "non-finite values; expected finite rows of the layer's inputs (damaged file?)")
 
-    prefs.configure(target or (prefs.current_target() if prefs.current_target() in prefs.TARGETS else "cython"))
+    prefs.configure(target or (prefs.current_target() if prefs.current_target() in prefs.TARGETS else "cython"),
+                    threads=threads)
     seeds = np.random.SeedSequence(int(seed)).spawn(4)
     init_rng, order_rng, spike_rng = (np.random.default_rng(s) for s in seeds[1:])
     net = SimNetwork(spec, init_rng, lateral=lateral, n_tasks=n_tasks,
@@ -534,11 +541,12 @@ def run_tasks(tasks: Sequence, network=None, method="hlop", *, epochs: int = 3, 
             head = train.head
             own_head = heads[index] is not None and sum(h is not None and h == heads[index] for h in heads) == 1
             # All epochs of a task form one Brian2 run (each run() has a fixed set-up cost).
-            orders = [order_rng.permutation(len(train.y)) for _ in range(epochs)]
+            per_epoch = train_sizes[index]
+            orders = [order_rng.permutation(len(train.y))[:per_epoch] for _ in range(epochs)]
             order = np.concatenate(orders)
             labels = train.y[order]
             masks = None if train.mask is None else train.mask[order]
-            epoch = np.repeat(np.arange(epochs), len(train.y))
+            epoch = np.repeat(np.arange(epochs), per_epoch)
             spikes = encoded([(train.x, o) for o in orders])
 
             def on_batch(batch):

@@ -65,6 +65,11 @@ class Finetune:
         Each row keeps its own task's label and output head."""
         return [(task, None)]
 
+    def epoch_samples(self, presented: int, own: int) -> int:
+        """Samples each epoch of a supervised run presents, drawn anew every epoch from the ``presented``
+        rows of `training_rows` (``own`` of them the task's own). Default: all of them."""
+        return presented
+
     def observe(self, rates, keep) -> None:
         """See the rates (every population, input first) of a training batch; ``keep`` marks the
         rows of the task's last training epoch (valid samples only)."""
@@ -289,13 +294,32 @@ class Multitask(Finetune):
 
     Task t's supervised run presents the training samples of tasks 0 … t together (shuffled anew
     every epoch), each sample with its own task's label and output head; nothing else differs from
-    `Finetune`. Its task t therefore costs t + 1 times a single task's training.
+    `Finetune`. ``samples = "all"``: every epoch presents all of them, so task t makes t + 1 times a
+    single task's updates; ``"task"``: every epoch presents as many as task t has, drawn without
+    replacement from the union anew each epoch — the updates of one task, spread over all seen so far
+    (why: the supervised rule's weights grow with the number of updates, docs/results.md §23).
+
+    Parameters
+    ----------
+    samples : {"all", "task"}
     """
 
     name = "multitask"
 
+    def __init__(self, samples: str = "all"):
+        if samples not in ("all", "task"):
+            raise ValueError(f"multitask.samples = {samples!r}; expected 'all' or 'task'")
+        self.samples = samples
+
+    def settings(self) -> dict:
+        # {} for "all": the run files and fingerprints written before the setting existed stay valid
+        return {} if self.samples == "all" else {"samples": self.samples}
+
     def training_rows(self, tasks, task: int) -> list[tuple[int, np.ndarray | None]]:
         return [(task, None)] + [(earlier, None) for earlier in range(task)]
+
+    def epoch_samples(self, presented: int, own: int) -> int:
+        return presented if self.samples == "all" else own
 
 
 def replay_rows(labels: np.ndarray, per_class: int) -> np.ndarray:

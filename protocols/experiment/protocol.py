@@ -30,7 +30,7 @@ def run_protocol(config: dict, method: str, out: Path | None, *, overwrite: bool
                      encoder=experiment.data.encoder, record_spikes=experiment.record_spikes,
                      target=experiment.target, progress=progress, config=experiment.config, name=experiment.name,
                      test_run_samples=test_run_samples, record_states=experiment.record_states,
-                     propagation=experiment.propagation)
+                     propagation=experiment.propagation, threads=experiment.threads)
 
 
 def resume_settings(path: Path) -> tuple[dict, str]:
