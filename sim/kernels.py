@@ -10,15 +10,18 @@ the same conventions:
   ``(m, n)`` (``m`` post-synaptic, ``n`` pre-synaptic neurons), so for a batch
   ``u = a @ W.T``.
 * Kernels documented as *in place* write only into the arrays they name and
-  return ``None``.  Scratch memory is allocated once per call, never inside
-  the hot loops.
+  return ``None``.  Scratch memory is allocated once per call or per block
+  of four rows, never inside the inner loops.
 * Each kernel ``name`` has a plain-numpy twin ``name_numpy`` with the same
   signature and semantics (used as the reference in the tests).  Twins use
   vectorised numpy/BLAS, so results agree with the kernels to round-off, not
   bit for bit.
-* Kernels are compiled with ``numba.njit(cache=True, fastmath=False)`` and
-  without ``parallel=True``: loops run sequentially in a fixed order, so a
-  kernel gives bit-identical results for identical inputs.
+* Kernels are compiled with ``numba.njit(cache=True, fastmath=False)``:
+  loops run sequentially in a fixed order, so a kernel gives bit-identical
+  results for identical inputs.  The update kernels' outer loops are
+  ``prange`` loops over disjoint outputs (blocks of rows): sequential here,
+  split between threads in their twins (``*_threaded``, `sim.threaded`), which
+  sum every element in the same order.
 * Shapes are validated (``ValueError``) before any memory is touched, because
   Numba does not bounds-check array accesses.  The same validation function
   is used by the kernel (compiled) and its twin (interpreted).
@@ -50,6 +53,9 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from numba import prange
+
+from hlopsim.sim.threaded import twin
 
 __all__ = [
     "project_out",
@@ -60,6 +66,8 @@ __all__ = [
     "output_credit_numpy",
     "hidden_credit",
     "hidden_credit_numpy",
+    "projected_update_threaded",
+    "hidden_credit_threaded",
     "hidden_credit_slope",
     "hidden_credit_slope_numpy",
     "oja_discrete",
@@ -254,15 +262,19 @@ def _rows_matmul(A, i0, Bm, tmp):
 
 @numba.njit(**_JIT)
 def _matmul_into(A, Bm, out):
-    """``out = A @ Bm`` (out: (M, N), float64, **written**; A, Bm read only)."""
-    M = A.shape[0]
+    """``out = A @ Bm`` (out: (M, N), float64, **written**; A, Bm read only); one scratch block per
+    four rows (the blocks are independent: a threaded twin computes them in parallel)."""
     N = Bm.shape[1]
-    tmp = np.empty((_ROW_BLOCK, N), dtype=np.float64)
-    for i0 in range(0, M, _ROW_BLOCK):
+    for block in prange(-(-A.shape[0] // _ROW_BLOCK)):
+        i0 = block * _ROW_BLOCK
+        tmp = np.empty((_ROW_BLOCK, N), dtype=np.float64)
         nrows = _rows_matmul(A, i0, Bm, tmp)
         for t in range(nrows):
             for j in range(N):
                 out[i0 + t, j] = tmp[t, j]
+
+
+_matmul_into_threaded = twin(_matmul_into)
 
 
 @numba.njit(**_JIT)
@@ -328,10 +340,13 @@ def project_out(a, H):
     _matmul_into(H, _transpose(a), coefT)
     # out = a - coef H
     _matmul_into(_transpose(coefT), H, out)
-    for b in range(B):
+    for b in prange(B):
         for j in range(n):
             out[b, j] = a[b, j] - out[b, j]
     return out
+
+
+_project_out_threaded = twin(project_out, _matmul_into=_matmul_into_threaded)
 
 
 def project_out_numpy(a, H):
@@ -389,13 +404,18 @@ def projected_update(W, delta, a, H, lr):
     m, n = W.shape
     ap = project_out(a, H)  # (B, n) scratch, once per call
     dT = _transpose(delta)  # (m, B)
-    tmp = np.empty((_ROW_BLOCK, n), dtype=np.float64)
-    for i0 in range(0, m, _ROW_BLOCK):
+    for block in prange(-(-m // _ROW_BLOCK)):
+        i0 = block * _ROW_BLOCK
+        tmp = np.empty((_ROW_BLOCK, n), dtype=np.float64)
         # tmp = (delta^T a_perp)[i0:i0+4, :]
         nrows = _rows_matmul(dT, i0, ap, tmp)
         for t in range(nrows):
             for j in range(n):
                 W[i0 + t, j] -= lr * tmp[t, j]
+
+
+#: `projected_update` on ``sim.threads`` threads (row blocks of ``W`` and of both products in parallel).
+projected_update_threaded = twin(projected_update, project_out=_project_out_threaded)
 
 
 def projected_update_numpy(W, delta, a, H, lr):
@@ -555,7 +575,7 @@ def hidden_credit(W_next, delta_next, u, threshold):
     g = 1.0 / threshold
     out = np.empty((B, n), dtype=np.float64)
     _matmul_into(delta_next, W_next, out)  # delta_next @ W_next
-    for b in range(B):
+    for b in prange(B):
         for j in range(n):
             uj = u[b, j]
             if uj > 0.0 and uj < threshold:
@@ -563,6 +583,10 @@ def hidden_credit(W_next, delta_next, u, threshold):
             else:
                 out[b, j] = 0.0
     return out
+
+
+#: `hidden_credit` on ``sim.threads`` threads (row blocks of the product in parallel).
+hidden_credit_threaded = twin(hidden_credit, _matmul_into=_matmul_into_threaded)
 
 
 def hidden_credit_numpy(W_next, delta_next, u, threshold):

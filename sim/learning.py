@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from hlopsim.sim import threaded
-from hlopsim.sim.kernels import hidden_credit, hidden_credit_slope, output_credit, projected_update
+from hlopsim.sim.kernels import (hidden_credit, hidden_credit_slope, hidden_credit_threaded, output_credit,
+                                 projected_update, projected_update_threaded)
 
 if TYPE_CHECKING:
     from hlopsim.sim.transfer import TransferCurve
@@ -121,7 +122,7 @@ def credit(weights: Sequence[np.ndarray], rates: Sequence[np.ndarray], labels: n
         if curve is not None and not curve.is_ideal:
             delta = hidden_credit_slope(weights[layer], delta, u, curve.drive, curve.gain)
         else:
-            delta = (threaded.hidden_credit if threaded.active() > 1 else hidden_credit)(weights[layer], delta, u, 1.0)
+            delta = (hidden_credit_threaded if threaded.active() > 1 else hidden_credit)(weights[layer], delta, u, 1.0)
         deltas.append(delta)
     return deltas[::-1], loss
 
@@ -228,5 +229,5 @@ def apply_update(weights: Sequence[np.ndarray], deltas: Sequence[np.ndarray], ra
                                  f"{rates[layer].shape}")
         else:
             activity, rows = rates[layer], projection
-        (threaded.projected_update if threaded.active() > 1 else projected_update)(
+        (projected_update_threaded if threaded.active() > 1 else projected_update)(
             weight, deltas[layer], np.ascontiguousarray(activity, dtype=np.float64), np.ascontiguousarray(rows), lr)

@@ -37,11 +37,13 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from numba import prange
 from brian2 import NetworkOperation, second
 
 from hlopsim.models.neurons import NeuronModel
 from hlopsim.models.synapses import Conductance, Delta, ExpCurrent, SynapseModel
 from hlopsim.sim import threaded
+from hlopsim.sim.threaded import twin
 
 #: How a weight layer's spikes are propagated: ``"shared"`` (`SharedPropagation`), ``"brian2"`` (a Brian2
 #: ``Synapses`` holding every copy's weights) or ``"auto"`` (shared wherever `automatic_choice` says so).
@@ -84,13 +86,15 @@ def choose_propagation(requested: str, synapse: SynapseModel, layer_name: str) -
 
 
 @numba.njit(cache=True, fastmath=False)
-def propagate_spikes(spikespace, increments, target, n_pre, n_post):
+def propagate_spikes(spikespace, increments, target, n_pre, n_post, parts=1):
     """Add each spiking neuron's row of ``increments`` to its own copy's postsynaptic variable, in place.
 
     ``target[c, j] += increments[i, j]`` for every spike ``s = c·n_pre + i`` listed in
     ``spikespace[:spikespace[-1]]``, spikes in the order listed, ``j`` ascending; sequential additions
     (no reassociation), so the result is that of Brian2's synaptic loop. (Two-dimensional indexing lets
     the compiler vectorise the loop over ``j``: each element still gets its additions in spike order.)
+    The copies are taken in ``parts`` consecutive groups, each adding only its own copies' spikes: the
+    threaded twin (`propagate_spikes_threaded`, `sim.threaded`) runs the groups in parallel.
 
     Parameters
     ----------
@@ -102,14 +106,25 @@ def propagate_spikes(spikespace, increments, target, n_pre, n_post):
         Postsynaptic variable of all copies (written; a view of Brian2's ``C·n_post`` array).
     n_pre, n_post : int
         Neurons per copy before and after the layer.
+    parts : int
+        Groups of copies (1 ≤ parts ≤ C); the result does not depend on it.
     """
     n_spikes = spikespace[spikespace.shape[0] - 1]
-    for k in range(n_spikes):
-        s = spikespace[k]
-        copy = s // n_pre
-        pre = s - copy * n_pre
-        for j in range(n_post):
-            target[copy, j] += increments[pre, j]
+    n_copies = target.shape[0]
+    for part in prange(parts):
+        lo = (part * n_copies // parts) * n_pre
+        hi = ((part + 1) * n_copies // parts) * n_pre
+        for k in range(n_spikes):
+            s = spikespace[k]
+            if s >= lo and s < hi:
+                copy = s // n_pre
+                pre = s - copy * n_pre
+                for j in range(n_post):
+                    target[copy, j] += increments[pre, j]
+
+
+#: `propagate_spikes` with its groups of copies on ``sim.threads`` threads.
+propagate_spikes_threaded = twin(propagate_spikes)
 
 
 def propagate_spikes_numpy(spikespace, increments, target, n_pre, n_post):
@@ -208,5 +223,8 @@ class SharedPropagation:
         spikespace, n_pre, n_post = self._spikespace, self.n_pre, self.n_post
         if spikespace[-1]:
             for target, inc in self._targets:
-                (threaded.propagate_spikes if threaded.active() > 1 else propagate_spikes)(
-                    spikespace, inc, target, n_pre, n_post)
+                if threaded.active() > 1:
+                    propagate_spikes_threaded(spikespace, inc, target, n_pre, n_post,
+                                              min(threaded.active(), self.n_copies))
+                else:
+                    propagate_spikes(spikespace, inc, target, n_pre, n_post)

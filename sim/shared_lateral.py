@@ -29,10 +29,12 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from numba import prange
 from brian2 import NetworkOperation, Quantity, second
 
 from hlopsim.models.lateral import LateralSpec
 from hlopsim.sim import threaded
+from hlopsim.sim.threaded import twin
 from hlopsim.sim.lateral_base import SharedSubspaceWeights, simulated_copies
 
 #: How the lateral circuits are simulated: ``"shared"`` (`SharedGradedLateralCircuit`), ``"brian2"``
@@ -85,7 +87,7 @@ def subspace_activity(H, HT, x, rows, y, xhat):
         Written (``y[:, rows:]`` untouched).
     """
     copies, n = x.shape
-    for c in range(copies):
+    for c in prange(copies):       # copies are independent (threaded twin: in parallel)
         for i in range(rows):
             y[c, i] = 0.0
         for j in range(n):
@@ -103,7 +105,7 @@ def subspace_activity(H, HT, x, rows, y, xhat):
 
 
 @numba.njit(cache=True, fastmath=False)
-def hebbian_step(H, HT, x, y, xhat, first, stop, step, acc):
+def hebbian_step(H, HT, x, y, xhat, first, stop, step):
     """One Euler step of Oja's rule on rows ``first … stop − 1``, summed over copies, in place.
 
     ``H[i] += Σ_c ((H[i] + step · (y[c, i] (x[c] − x̂[c]))) − H[i])``, the copies' drifts summed in copy
@@ -120,11 +122,10 @@ def hebbian_step(H, HT, x, y, xhat, first, stop, step, acc):
         The plastic rows.
     step : float
         ``dt_L · η`` (dimensionless).
-    acc : ndarray (n,)
-        Scratch.
     """
     copies, n = x.shape
-    for i in range(first, stop):
+    for i in prange(first, stop):  # rows are independent (threaded twin: in parallel); scratch per row
+        acc = np.empty(n)
         for j in range(n):
             acc[j] = 0.0
         for c in range(copies):
@@ -134,6 +135,11 @@ def hebbian_step(H, HT, x, y, xhat, first, stop, step, acc):
         for j in range(n):
             H[i, j] += acc[j]
             HT[j, i] = H[i, j]
+
+
+#: The two passes with their copies / rows on ``sim.threads`` threads (`sim.threaded`).
+subspace_activity_threaded = twin(subspace_activity)
+hebbian_step_threaded = twin(hebbian_step)
 
 
 def subspace_activity_numpy(H, x, rows):
@@ -214,7 +220,6 @@ class SharedGradedLateralCircuit(SharedSubspaceWeights):
         self._HT = np.zeros((n, k))
         self._y = np.zeros((c, k))
         self._xhat = np.zeros((c, n))
-        self._acc = np.zeros(n)
         self._plastic = np.zeros(k, dtype=bool)
         open_after = presentation - spec.window
         self._open_after = float((open_after - dt / 2) / second)
@@ -252,15 +257,16 @@ class SharedGradedLateralCircuit(SharedSubspaceWeights):
         x = self._x_now(self.copies)
         y, xhat = self._y[: self.copies], self._xhat[: self.copies]
         many = threaded.active() > 1
-        (threaded.subspace_activity if many else subspace_activity)(self.H, self._HT, x, self.n_grown, y, xhat)
-        (threaded.hebbian_step if many else hebbian_step)(self.H, self._HT, x, y, xhat, int(plastic[0]), int(plastic[-1]) + 1, self._step_size, self._acc)
+        (subspace_activity_threaded if many else subspace_activity)(self.H, self._HT, x, self.n_grown, y, xhat)
+        (hebbian_step_threaded if many else hebbian_step)(self.H, self._HT, x, y, xhat, int(plastic[0]),
+                                                           int(plastic[-1]) + 1, self._step_size)
 
     def _residual_now(self) -> np.ndarray:
         """``x − H_oldᵀ(H_old x)`` of every simulated copy, on the complete ``x`` of the presentation."""
         x = self._x_now(self.simulated)
         feedback = np.empty_like(x)
         # y = H_old x and the frozen rows' feedback H_oldᵀ y: the activity pass over the first n_frozen rows
-        (threaded.subspace_activity if threaded.active() > 1 else subspace_activity)(
+        (subspace_activity_threaded if threaded.active() > 1 else subspace_activity)(
             self.H, self._HT, x, self.n_frozen, self._y, feedback)
         return (x - feedback).ravel()
 

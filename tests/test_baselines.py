@@ -182,8 +182,10 @@ def test_each_baseline_forgets_less_than_finetune(summaries, method):
     assert np.mean([forgetting(R) for R in summaries[method]]) < finetune - 3
 
 
-def test_multitask_records_which_task_each_training_sample_came_from(tmp_path):
-    config = tiny_config("protocol.epochs=1", "data.train_size=64", record=True)
+def _multitask_stage_1(tmp_path, *settings):
+    """A tiny two-task multitask run (64 training samples per task) with its segments recorded: the
+    tasks and the segment table's rows of stage 1's training."""
+    config = tiny_config("data.train_size=64", *settings, record=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         run_protocol(config, "multitask", tmp_path / "multitask.h5", progress=False)
@@ -192,25 +194,23 @@ def test_multitask_records_which_task_each_training_sample_came_from(tmp_path):
     with open_run(tmp_path / "multitask.h5") as run:
         seg = run.segments()
     second = (seg["stage"] == 1) & (seg["phase"] == "train")
+    for task in (0, 1):   # every presented sample carries its own task's label
+        rows = second & (seg["task"] == task)
+        np.testing.assert_array_equal(seg["label"][rows], tasks[task].y_train[seg["trial"][rows]])
+    return seg, second
+
+
+def test_multitask_records_which_task_each_training_sample_came_from(tmp_path):
+    seg, second = _multitask_stage_1(tmp_path, "protocol.epochs=1")
     assert second.sum() == 128 and sorted(set(seg["task"][second])) == [0, 1]
     for task in (0, 1):
-        rows = second & (seg["task"] == task)
-        assert sorted(seg["trial"][rows]) == list(range(64))
-        np.testing.assert_array_equal(seg["label"][rows], tasks[task].y_train[seg["trial"][rows]])
+        assert sorted(seg["trial"][second & (seg["task"] == task)]) == list(range(64))
 
 
 def test_multitask_task_budget_draws_one_tasks_worth_from_every_seen_task(tmp_path):
     """``multitask.samples = "task"``: each epoch of stage 1 presents 64 samples (task 1's size), drawn
-    without repeats from both tasks' 128, anew every epoch, each with its own task's label."""
-    config = tiny_config("protocol.epochs=2", "data.train_size=64", 'multitask.samples="task"', record=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        run_protocol(config, "multitask", tmp_path / "multitask.h5", progress=False)
-    experiment = Experiment.from_config(config)
-    tasks = experiment.make_tasks(np.random.default_rng(np.random.SeedSequence(experiment.seed).spawn(4)[0]))
-    with open_run(tmp_path / "multitask.h5") as run:
-        seg = run.segments()
-    second = (seg["stage"] == 1) & (seg["phase"] == "train")
+    without repeats from both tasks' 128, anew every epoch."""
+    seg, second = _multitask_stage_1(tmp_path, "protocol.epochs=2", 'multitask.samples="task"')
     assert second.sum() == 2 * 64
     drawn = []
     for epoch in (0, 1):
@@ -218,9 +218,6 @@ def test_multitask_task_budget_draws_one_tasks_worth_from_every_seen_task(tmp_pa
         pairs = set(zip(seg["task"][rows].tolist(), seg["trial"][rows].tolist()))
         assert len(pairs) == 64 and {task for task, _ in pairs} == {0, 1}
         drawn.append(pairs)
-        for task in (0, 1):
-            mine = rows & (seg["task"] == task)
-            np.testing.assert_array_equal(seg["label"][mine], tasks[task].y_train[seg["trial"][mine]])
     assert drawn[0] != drawn[1]
 
 

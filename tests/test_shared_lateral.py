@@ -55,7 +55,7 @@ def test_hebbian_kernel_matches_its_numpy_twin_and_moves_only_plastic_rows():
     y, xhat = subspace_activity_numpy(H, x, k)
     twin, kernel, HT = H.copy(), H.copy(), np.ascontiguousarray(H.T)
     hebbian_step_numpy(twin, x, y, xhat, 3, 6, 0.01)
-    hebbian_step(kernel, HT, x, y, xhat, 3, 6, 0.01, np.empty(n))
+    hebbian_step(kernel, HT, x, y, xhat, 3, 6, 0.01)
     assert np.array_equal(kernel, twin) and np.array_equal(HT, kernel.T)
     assert np.array_equal(kernel[:3], H[:3]) and np.array_equal(kernel[6:], H[6:])
     # the batch form of Oja's rule, ΔH = η dt Σ_c y_c (x_c − x̂_c)ᵀ

@@ -1,5 +1,5 @@
-"""`sim.threaded`: the hot kernels on several threads give the serial kernels' results bit for bit,
-and a run on two threads writes the same run file as on one."""
+"""`sim.threaded`: the hot kernels' threaded twins give the serial kernels' results bit for bit, and a
+run on two threads writes the same run file as on one."""
 from __future__ import annotations
 
 import re
@@ -13,7 +13,7 @@ from cli_helpers import assert_same_run_files
 from hlopsim.protocols.experiment.config import ConfigError, Experiment, apply_overrides, load_protocol
 from hlopsim.protocols.experiment.protocol import run_protocol
 from hlopsim.sim import kernels, prefs, shared_lateral, threaded
-from hlopsim.sim.propagation import propagate_spikes
+from hlopsim.sim.propagation import propagate_spikes, propagate_spikes_threaded
 
 pytestmark = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two cores (Numba's thread limit)")
 
@@ -39,11 +39,14 @@ def test_propagation_on_two_threads_is_the_serial_propagation(two_threads, n_cop
     n_pre, n_post = 37, 29
     increments = rng.normal(0, 1e-3, (n_pre, n_post))
     target = rng.normal(0, 1e-2, (n_copies, n_post))
-    serial, parallel = target.copy(), target.copy()
+    serial, grouped, parallel = target.copy(), target.copy(), target.copy()
+    parts = min(2, n_copies)
     for p in (0.0, 0.1, 0.6):      # no spikes, sparse, dense; the same target accumulates
         space = _spikespace(rng, n_copies, n_pre, p)
         propagate_spikes(space, increments, serial, n_pre, n_post)
-        threaded.propagate_spikes(space, increments, parallel, n_pre, n_post)
+        propagate_spikes(space, increments, grouped, n_pre, n_post, n_copies)      # serial, a group per copy
+        propagate_spikes_threaded(space, increments, parallel, n_pre, n_post, parts)
+        np.testing.assert_array_equal(grouped, serial)
         np.testing.assert_array_equal(parallel, serial)
     assert not np.array_equal(serial, target)
 
@@ -57,14 +60,14 @@ def test_update_and_credit_on_two_threads_are_the_serial_kernels(two_threads, sh
     H = np.linalg.qr(rng.normal(0, 1, (n, max(K, 1))))[0].T[:K].copy()
     serial, parallel = W.copy(), W.copy()
     kernels.projected_update(serial, delta, a, H, 0.05)
-    threaded.projected_update(parallel, delta, a, H, 0.05)
+    kernels.projected_update_threaded(parallel, delta, a, H, 0.05)
     np.testing.assert_array_equal(parallel, serial)
     assert not np.array_equal(serial, W)
     u = rng.uniform(-0.5, 1.5, (B, n))
-    np.testing.assert_array_equal(threaded.hidden_credit(W, delta, u, 1.0), kernels.hidden_credit(W, delta, u, 1.0))
+    np.testing.assert_array_equal(kernels.hidden_credit_threaded(W, delta, u, 1.0), kernels.hidden_credit(W, delta, u, 1.0))
     with pytest.raises(ValueError, match="same B"):
-        threaded.projected_update(parallel, delta[:-1], a, H, 0.05) if B > 1 else threaded.hidden_credit(
-            W, delta, u[:0], 1.0)
+        kernels.projected_update_threaded(parallel, delta[:-1], a, H, 0.05) if B > 1 else \
+            kernels.hidden_credit_threaded(W, delta, u[:0], 1.0)
 
 
 def test_lateral_circuit_passes_on_two_threads_are_the_serial_ones(two_threads):
@@ -74,11 +77,12 @@ def test_lateral_circuit_passes_on_two_threads_are_the_serial_ones(two_threads):
     H[:rows] = rng.normal(0, 0.3, (rows, n))
     x = rng.uniform(0, 1, (copies, n)) * (rng.random((copies, n)) < 0.5)
     results = []
-    for module in (shared_lateral, threaded):
+    for activity, step in ((shared_lateral.subspace_activity, shared_lateral.hebbian_step),
+                           (shared_lateral.subspace_activity_threaded, shared_lateral.hebbian_step_threaded)):
         Hm, HTm = H.copy(), np.ascontiguousarray(H.T)
         y, xhat = np.full((copies, K), 7.0), np.zeros((copies, n))
-        module.subspace_activity(Hm, HTm, x, rows, y, xhat)
-        module.hebbian_step(Hm, HTm, x, y, xhat, 4, rows, 0.02, np.zeros(n))
+        activity(Hm, HTm, x, rows, y, xhat)
+        step(Hm, HTm, x, y, xhat, 4, rows, 0.02)
         results.append((Hm, HTm, y, xhat))
     for serial, parallel in zip(*results):
         np.testing.assert_array_equal(parallel, serial)
