@@ -4,6 +4,7 @@ import sys
 
 import h5py
 import numpy as np
+import pytest
 
 
 def run(*args, cwd):
@@ -91,16 +92,18 @@ def test_sweep_sets_fidelity_against_cost(tmp_path):
             assert np.array_equal(H[np.flatnonzero(task == 0)[-1], :3], H[-1, :3])
 
 
-def test_bad_sweep_values_are_one_line_errors(tmp_path):
-    for setting, named in (('sweep.rate_scale=["300 Hz", "0 Hz"]', "'0 Hz' must be positive"),
-                           ('sweep.rate_scale=["150 ms"]', "wrong dimensions"),
-                           ("sweep.rate_scale=[150]", "150 has no unit"),
-                           ('sweep.rate_scale=["3"]', "'3' has no unit"),
-                           ('sweep.rate_scale=["2000 Hz"]', "2 spikes per step"),
-                           ('sweep.presentation=["10 ms"]', "lateral.window"),
-                           ('sweep.rate_scale="300 Hz"', "expected a value like []")):
-        out = tmp_path / "bad.h5"
-        bad = run("--out", str(out), "--set", setting, cwd=tmp_path)
-        assert bad.returncode == 2, (setting, bad.stderr)
-        assert named in bad.stderr and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr, bad.stderr
-        assert not out.exists()
+# Three cases in the fast tier (a unit, a value, the type); the other four in the slow one.
+@pytest.mark.parametrize("setting, named", [
+    ('sweep.rate_scale=["300 Hz", "0 Hz"]', "'0 Hz' must be positive"),
+    pytest.param('sweep.rate_scale=["150 ms"]', "wrong dimensions", marks=pytest.mark.slow),
+    ("sweep.rate_scale=[150]", "150 has no unit"),
+    pytest.param('sweep.rate_scale=["3"]', "'3' has no unit", marks=pytest.mark.slow),
+    pytest.param('sweep.rate_scale=["2000 Hz"]', "2 spikes per step", marks=pytest.mark.slow),
+    pytest.param('sweep.presentation=["10 ms"]', "lateral.window", marks=pytest.mark.slow),
+    ('sweep.rate_scale="300 Hz"', "expected a value like []")])
+def test_bad_sweep_values_are_one_line_errors(tmp_path, setting, named):
+    out = tmp_path / "bad.h5"
+    bad = run("--out", str(out), "--set", setting, cwd=tmp_path)
+    assert bad.returncode == 2, (setting, bad.stderr)
+    assert named in bad.stderr and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr, bad.stderr
+    assert not out.exists()
