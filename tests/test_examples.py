@@ -31,6 +31,7 @@ def test_own_data(tmp_path):
     assert (tmp_path / "blobs-finetune.h5").is_file() and (tmp_path / "blobs-hlop.h5").is_file()
 
 
+@pytest.mark.slow   # fast tier time; its parts: tests/test_synapses.py, test_isi.py, test_state_recording.py
 def test_the_biological_study_runs_and_its_trial_aligned_analysis(tmp_path):
     """The README's walkthrough: the protocol file through the CLI (tiny), then the analysis script."""
     pytest.importorskip("elephant", reason="examples/biological_study.py needs pip install '.[export]'")

@@ -5,6 +5,7 @@ import sys
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 from brian2 import EventMonitor, SpikeMonitor, Synapses
 
 from cli_helpers import PROJECT, cli_env, load_benchmark
@@ -12,6 +13,7 @@ from cli_helpers import PROJECT, cli_env, load_benchmark
 TINY = dict(active=8, silent=8, neurons=4, copies=2, rate=200.0, rate_scale=200.0, eta=1.0, seconds=0.2)
 
 
+@pytest.mark.slow   # a benchmark's quick run (as the others)
 def test_benchmark_prints_its_table_with_both_targets():
     args = [f"--{key.replace('_', '-')}={value}" for key, value in TINY.items()]
     done = subprocess.run([sys.executable, str(PROJECT / "benchmarks" / "lateral.py"), "--target", "numpy",

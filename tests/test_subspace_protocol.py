@@ -54,6 +54,7 @@ TINY = ["--set", 'sim.target="numpy"', "--set", 'protocol.circuits=["discrete"]'
         "--set", "stream.passes=1", "--set", "stream.checkpoints=2"]
 
 
+@pytest.mark.slow   # fast tier time
 def test_sweep_sets_fidelity_against_cost(tmp_path):
     """2 rate scales × 2 presentation lengths of the spiking circuit on a tiny stream (64 samples, 1 pass).
 
