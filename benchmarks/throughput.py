@@ -204,17 +204,22 @@ def main() -> None:
     x, y = digits.x_train[: args.samples], digits.y_train[: args.samples]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     paths = ["shared", "brian2"] if args.compare_propagation else [args.propagation]
-    thread_counts = [int(t) for t in args.threads.split(",") if t.strip()]
-    if not thread_counts or min(thread_counts) < 1:
+    try:
+        requested = [int(t) for t in args.threads.split(",") if t.strip()]
+    except ValueError:
+        requested = []
+    if not requested or min(requested) < 1:
         parser.error(f"--threads {args.threads!r}: expected thread counts ≥ 1, comma-separated")
     from hlopsim.sim.threaded import set_threads
+    thread_counts = list(dict.fromkeys(set_threads(t) for t in requested))   # as capped for this process
+    set_threads(1)
     profiles = {path: Counter() for path in paths} if args.profile else {}
     rates = {}
     for method in methods:
         for path in paths:   # the paths of one method back to back: the machine's load changes slowly
             for threads in thread_counts:
-                used = set_threads(threads)
-                suffix = f"/{used}t" if len(thread_counts) > 1 else ""
+                set_threads(threads)
+                suffix = f"/{threads}t" if len(thread_counts) > 1 else ""
                 profile = profiles.get(path) if method == "hlop" and threads == thread_counts[0] else None
                 rates[f"{method}/{path}{suffix}"] = batched_rate(method, config, x, y, args.repeats, profile, path)
     set_threads(1)
@@ -230,11 +235,10 @@ def main() -> None:
     if len(thread_counts) > 1:
         for method in methods:
             for path in paths:
-                base = rates[f"{method}/{path}/{set_threads(thread_counts[0])}t"]
+                base = rates[f"{method}/{path}/{thread_counts[0]}t"]
                 for threads in thread_counts[1:]:
-                    key = f"{method}/{path}/{set_threads(threads)}t"
+                    key = f"{method}/{path}/{threads}t"
                     print(f"{key}: {rates[key] / base:.2f} × {thread_counts[0]} thread(s)")
-        set_threads(1)
     if args.compare_propagation and len(thread_counts) == 1:
         for method in methods:
             print(f"{method}: shared / brian2 = {rates[f'{method}/shared'] / rates[f'{method}/brian2']:.2f}")

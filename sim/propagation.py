@@ -37,8 +37,8 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import prange
 from brian2 import NetworkOperation, second
+from numba import prange
 
 from hlopsim.models.neurons import NeuronModel
 from hlopsim.models.synapses import Conductance, Delta, ExpCurrent, SynapseModel

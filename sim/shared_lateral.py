@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import prange
 from brian2 import NetworkOperation, Quantity, second
+from numba import prange
 
 from hlopsim.models.lateral import LateralSpec
 from hlopsim.sim import threaded

@@ -53,6 +53,8 @@ def twin(kernel, **calls):
         ``prange`` over disjoint outputs.
     **calls : numba dispatcher
         Kernels it calls to replace by their own twins (by their global name in its module).
+        The twin sees its module's globals as they are when `twin` is called: call it after every
+        name the kernel uses is defined (as the modules do, right below each kernel).
 
     Returns
     -------
